@@ -1,0 +1,1 @@
+"""socle's operator tooling: commands run on the operator's machine."""
