@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian/Ubuntu machine (run as root) to run socle's tests and demo:
+# system packages, a container engine with its Docker-compatible API socket, and the
+# project's virtual environment. Safe to run again: each step checks before it acts.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${SOCLE_VENV:-$repo/.venv}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [[ $EUID -ne 0 ]]; then
+    echo "setup-machine.sh installs system packages and starts a container engine: run it as root (sudo)." >&2
+    exit 1
+fi
+
+packages=(
+    # container engine for the test hosts (Podman serves the Docker API here)
+    podman runc debootstrap uidmap
+    # real servers and clients used by the tests
+    postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager
+    openssh-client sshpass wireguard-tools iptables ufw netcat-openbsd
+    python3-venv git
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    log "installing system packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+docker_engine_running() {
+    [[ -S /var/run/docker.sock ]] && command -v docker >/dev/null && docker info >/dev/null 2>&1
+}
+
+if [[ -n "${DOCKER_HOST:-}" ]] || docker_engine_running; then
+    log "using the Docker engine already available"
+else
+    # Podman on this kind of kernel (cgroups in hybrid mode) needs runc instead of crun,
+    # and cannot raise the default ulimits: both are set once here.
+    conf=/etc/containers/containers.conf
+    if ! grep -q '^runtime = "runc"' "$conf" 2>/dev/null; then
+        log "configuring podman ($conf): runtime runc, no default ulimits"
+        mkdir -p /etc/containers
+        cat >"$conf" <<'CONF'
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+CONF
+    fi
+    sock=/run/podman/podman.sock
+    if ! curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
+        log "starting podman's Docker-compatible API on $sock"
+        mkdir -p /run/podman
+        rm -f "$sock"
+        nohup podman system service --time=0 "unix://$sock" >/var/log/podman-service.log 2>&1 &
+        for _ in $(seq 1 50); do
+            curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        curl -sf --unix-socket "$sock" http://d/_ping >/dev/null || {
+            echo "podman's API socket did not answer; see /var/log/podman-service.log" >&2
+            exit 1
+        }
+    fi
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating the virtual environment $venv"
+    python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import socle, pyinfra, docker, pytest" 2>/dev/null \
+    || [[ "$repo/pyproject.toml" -nt "$venv/.socle-installed" ]]; then
+    log "installing socle and its test dependencies into $venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -e "$repo[test]"
+    touch "$venv/.socle-installed"
+fi
+log "machine ready"
