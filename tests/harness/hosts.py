@@ -212,7 +212,13 @@ class Harness:
         self._next_address[logical_name] = offset + 1
         return str(subnet.network_address + offset)
 
-    def start(self, name: str, networks: Sequence[str] = ("public",)) -> TestHost:
+    def start(
+        self,
+        name: str,
+        networks: Sequence[str] = ("public",),
+        *,
+        boot_timeout: float = BOOT_TIMEOUT_S,
+    ) -> TestHost:
         """Start a test host on `networks`, wait until it is ready, and return it."""
         if name in self.hosts:
             raise HarnessError(f"a test host named {name} is already up in this run")
@@ -256,7 +262,7 @@ class Harness:
         host = TestHost(name, addresses, "ubuntu", self.key_path, container, self)
         self.hosts[name] = host
         try:
-            self.wait_ready(host)
+            self.wait_ready(host, boot_timeout)
         except BaseException:
             self.remove(host)
             raise
