@@ -1,20 +1,223 @@
-"""The `socle-agent` command line."""
+"""The `socle-agent` command line: every job by hand, the daemon, and the catalogue.
+
+Examples:
+
+    socle-agent check-config
+    socle-agent backup postgres --database app
+    socle-agent list --kind postgres
+    socle-agent prune --dry-run
+    socle-agent run          # the daemon, as systemd starts it
+
+Exit codes: 0 done, 1 the job failed, 2 the configuration is wrong, 75 another job
+holds the resource (try again later).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from socle_agent import __version__
+from socle_agent import __version__, catalogue
+from socle_agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from socle_agent.jobs import SOURCE_MODULES, prune_kind, registry, run_job
+from socle_agent.logs import setup_logging
+from socle_agent.mail import Mailer, MailError
+from socle_agent.state import load_state
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_BUSY = 75
+JOB_ACTIONS = ("backup", "snapshot", "drill")
+
+
+def _time(stamp: float | None) -> str:
+    if stamp is None:
+        return "never"
+    return dt.datetime.fromtimestamp(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _size(count: float | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
+
+
+def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    """Print the verdict on the configuration (reaching here means it is valid)."""
+    print(f"{config.source}: configuration OK")
+    return 0
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM."""
+    from socle_agent.daemon import Daemon
+
+    return Daemon(config).run()
+
+
+def cmd_job(config: Config, args: argparse.Namespace) -> int:
+    """Run one job now (backup postgres, snapshot k3s, drill ...), as the daemon would."""
+    job = f"{args.kind}_{args.action}"
+    options = {"database": getattr(args, "database", None)}
+    result = run_job(job, config, options=options)
+    if result.status == "ok":
+        summary = result.outcome.summary if result.outcome else ""
+        print(f"{job}: ok in {result.duration:.1f} s" + (f": {summary}" if summary else ""))
+        return 0
+    print(f"{job}: {result.status}: {result.error}", file=sys.stderr)
+    return EXIT_BUSY if result.status == "busy" else EXIT_FAILED
+
+
+def cmd_list(config: Config, args: argparse.Namespace) -> int:
+    """List the complete backups, oldest first."""
+    backups = catalogue.list_backups(config.agent.backup_dir, args.kind)
+    if not backups:
+        print("no backups")
+        return 0
+    print(f"{'ID':<40} {'KIND':<9} {'SUBJECT':<16} {'FINISHED':<24} SIZE")
+    for backup in backups:
+        m = backup.manifest
+        finished = _time(m.finished)
+        print(f"{m.id:<40} {m.kind:<9} {m.subject:<16} {finished:<24} {_size(m.size_bytes)}")
+    return 0
+
+
+def cmd_prune(config: Config, args: argparse.Namespace) -> int:
+    """Apply the retention policy now (or show what it would delete)."""
+    if not args.dry_run:
+        result = run_job("prune", config)
+        if result.status != "ok":
+            print(f"prune: {result.status}: {result.error}", file=sys.stderr)
+            return EXIT_BUSY if result.status == "busy" else EXIT_FAILED
+        print(f"prune: {result.outcome.summary if result.outcome else 'done'}")
+        return 0
+    for kind in SOURCE_MODULES:
+        for backup in prune_kind(config, kind, dry_run=True):
+            print(f"would delete {kind}/{backup.manifest.id}")
+    return 0
+
+
+def cmd_notify_test(config: Config, args: argparse.Namespace) -> int:
+    """Send a test mail to the configured recipients."""
+    mailer = Mailer(config.mail)
+    if not mailer.enabled:
+        print("mail is not enabled in the configuration", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        mailer.send("test mail", "This is a test mail from socle-agent; delivery works.\n")
+    except MailError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"test mail sent to {', '.join(config.mail.to)}")
+    return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    """Print the last result of each job, drill and backup kind."""
+    try:
+        state = load_state(config.agent.state_file)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    jobs = state.get("jobs", {})
+    for job in sorted(set(jobs) | set(config.schedule)):
+        record = jobs.get(job, {})
+        line = (
+            f"{job:<16} {record.get('status', 'never run'):<9} "
+            f"last run {_time(record.get('last_run'))}, "
+            f"last success {_time(record.get('last_success'))}"
+        )
+        if record.get("status") == "failed":
+            line += f"\n{'':<17}error: {record.get('error', '')}"
+        print(line)
+    for kind, drill in sorted(state.get("drills", {}).items()):
+        print(f"drill {kind:<10} {drill['result']:<9} {drill.get('duration', 0):.1f} s "
+              f"{drill.get('reason', '')}".rstrip())
+    for kind, backups in sorted(state.get("backups", {}).items()):
+        print(f"backups {kind:<8} {backups.get('retained', 0)} kept, newest "
+              f"{_time(backups.get('newest_end'))}, {_size(backups.get('total_bytes'))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with a subcommand per job that this agent provides."""
+    parser = argparse.ArgumentParser(prog="socle-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"socle-agent {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="default: %(default)s"
+    )
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[Config, argparse.Namespace], int], check: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
+        sub.set_defaults(func=func, check_paths=check)
+        return sub
+
+    add("check-config", cmd_check_config)
+    add("run", cmd_run)
+    jobs = registry()
+    for action in JOB_ACTIONS:
+        kinds = sorted(job.rsplit("_", 1)[0] for job in jobs if job.endswith(f"_{action}"))
+        if not kinds:
+            continue
+        sub = add(action, cmd_job)
+        per_kind = sub.add_subparsers(dest="kind", required=True, metavar="KIND")
+        for kind in kinds:
+            kind_parser = per_kind.add_parser(kind, help=f"{action} {kind} now")
+            kind_parser.set_defaults(action=action)
+            if kind == "postgres":
+                kind_parser.add_argument("--database", help="only this database")
+    restore = commands.add_parser("restore", help="restore a backup")
+    restore_kinds = restore.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for name in SOURCE_MODULES:
+        module = _source(name)
+        if module is not None and hasattr(module, "restore"):
+            kind_parser = restore_kinds.add_parser(name, help=f"restore a {name} backup")
+            module.add_restore_arguments(kind_parser)
+            kind_parser.set_defaults(func=module.restore, check_paths=True)
+    list_parser = add("list", cmd_list, check=False)
+    list_parser.add_argument("--kind", choices=SOURCE_MODULES)
+    prune = add("prune", cmd_prune, check=False)
+    prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    add("notify-test", cmd_notify_test)
+    add("status", cmd_status, check=False)
+    return parser
+
+
+def _source(name: str) -> Any:
+    try:
+        return importlib.import_module(f"socle_agent.sources.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"socle_agent.sources.{name}":
+            raise
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `socle-agent` command line and return its exit code."""
-    parser = argparse.ArgumentParser(prog="socle-agent", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"socle-agent {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, check_paths=args.check_paths)
+    except ConfigError as exc:
+        print("socle-agent: the configuration is not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {exc.source}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level or config.agent.log_level)
+    result: int = args.func(config, args)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""The backup directory is the catalogue: backups are found by reading their manifests.
+
+Layout: `<backup_dir>/<kind>/<id>/manifest.json`. A directory whose name ends in
+`.partial` is a backup being written (or left by a crash) and is never listed.
+
+Example:
+
+    for backup in list_backups(Path("/var/backups/socle"), kind="postgres"):
+        print(backup.manifest.id, backup.manifest.size_bytes)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from socle_agent.manifest import MANIFEST_NAME, Manifest, read_manifest
+from socle_agent.state import fsync_dir
+
+PARTIAL_SUFFIX = ".partial"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A complete backup: where it is and what its manifest says."""
+
+    path: Path
+    manifest: Manifest
+
+
+def kind_dir(backup_dir: Path, kind: str) -> Path:
+    """The directory holding the backups of one kind."""
+    return backup_dir / kind
+
+
+def list_backups(
+    backup_dir: Path, kind: str | None = None, subject: str | None = None
+) -> list[Backup]:
+    """Complete backups, oldest first; filtered by kind and subject (e.g. a database).
+
+    A directory with an unreadable manifest is logged and left out, never deleted.
+    """
+    kinds = [kind] if kind else sorted(p.name for p in _subdirs(backup_dir))
+    backups = []
+    for name in kinds:
+        for path in _subdirs(kind_dir(backup_dir, name)):
+            if path.name.endswith(PARTIAL_SUFFIX) or not (path / MANIFEST_NAME).exists():
+                continue
+            try:
+                manifest = read_manifest(path)
+            except (OSError, ValueError) as exc:
+                log.warning("skipping %s: %s", path, exc)
+                continue
+            if subject is None or manifest.subject == subject:
+                backups.append(Backup(path, manifest))
+    backups.sort(key=lambda b: (b.manifest.finished, b.manifest.id))
+    return backups
+
+
+def find_backup(backup_dir: Path, backup_id: str, kind: str | None = None) -> Backup:
+    """The backup with id `backup_id`; raises LookupError when there is none."""
+    for backup in list_backups(backup_dir, kind):
+        if backup.manifest.id == backup_id:
+            return backup
+    raise LookupError(f"no backup with id {backup_id!r} in {backup_dir}")
+
+
+def newest(backup_dir: Path, kind: str, subject: str | None = None) -> Backup | None:
+    """The most recent complete backup of a kind (and subject), or None."""
+    backups = list_backups(backup_dir, kind, subject)
+    return backups[-1] if backups else None
+
+
+def remove_backup(backup: Backup) -> None:
+    """Delete a backup: its manifest first, so a crash midway leaves no listed half."""
+    (backup.path / MANIFEST_NAME).unlink(missing_ok=True)
+    shutil.rmtree(backup.path)
+    fsync_dir(backup.path.parent)
+
+
+def remove_partials(backup_dir: Path, kind: str) -> list[Path]:
+    """Delete leftover `.partial` directories of a kind; call only with the kind's lock held."""
+    removed = []
+    for path in _subdirs(kind_dir(backup_dir, kind)):
+        if path.name.endswith(PARTIAL_SUFFIX):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,292 @@
+"""Fixtures for the agent's tests: a real PostgreSQL 15 cluster, configs, an SMTP receiver.
+
+The cluster is made with initdb in a temporary directory and run by pg_ctl with its
+socket in that directory and TCP on a free port of 127.0.0.1; as root it runs as the
+`postgres` system user. It is stopped and removed after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_BIN = Path(os.environ.get("SOCLE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER_PASSWORD = "s3cret:with\\odd chars"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_cluster_owner() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster: initdb, start, stop, psql."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.data = base / "data"
+        self.socket_dir = base / "sock"
+        self.port = free_port()
+        self.user = "postgres"
+        self.password = SUPERUSER_PASSWORD
+        self.socket_dir.mkdir()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for path in (base, self.socket_dir):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        pwfile = base / "pw"
+        pwfile.write_text(self.password + "\n")
+        if os.geteuid() == 0:
+            os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+        self._run(
+            str(PG_BIN / "initdb"),
+            "-D", str(self.data),
+            "-U", self.user,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            "-E", "UTF8",
+            "--locale=C",
+        )
+        pwfile.unlink()
+        self.start()
+
+    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*_as_cluster_owner(), *argv], check=True, capture_output=True, text=True
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c shared_buffers=64MB -c max_connections=30"
+        )
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown)."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL through the socket as the superuser; returns unaligned output."""
+        done = subprocess.run(
+            [
+                str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", str(self.socket_dir), "-p", str(self.port), "-U", self.user,
+                "-d", database, "-c", sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
+
+    def database_exists(self, name: str) -> bool:
+        """Whether a database of that name exists."""
+        found = self.psql(f"select count(*) from pg_database where datname = '{name}'")
+        return found == "1"
+
+    def row_count(self, database: str, table: str) -> int:
+        """Rows in `table` of `database`."""
+        return int(self.psql(f"select count(*) from {table}", database))
+
+    def destroy(self) -> None:
+        """Stop if running and delete everything."""
+        subprocess.run(
+            [*_as_cluster_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
+             "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def make_cluster() -> PgCluster:
+    """A new cluster in a fresh temporary directory (call `destroy` when done)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing)")
+    base = Path(tempfile.mkdtemp(prefix="socle-pg-"))
+    return PgCluster(base)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    """The session's PostgreSQL cluster."""
+    cluster = make_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+SHOP_SQL = """
+create table customers (
+    id bigserial primary key, name text not null, email text unique, created timestamptz,
+    profile jsonb
+);
+create table orders (
+    id bigserial primary key, customer_id bigint references customers(id),
+    total numeric(12, 2), placed timestamptz, note text
+);
+create index on orders (customer_id);
+create schema audit;
+create table audit.events (id bigint, happened timestamptz, payload jsonb);
+insert into customers (name, email, created, profile)
+select 'customer ' || g, 'c' || g || '@example.org', now() - g * interval '1 hour',
+       jsonb_build_object('tier', g % 5, 'tags', jsonb_build_array('a' || g % 7, 'b' || g % 11))
+from generate_series(1, 3000) g;
+insert into orders (customer_id, total, placed, note)
+select 1 + g % 3000, (g % 997) * 1.37, now() - g * interval '1 minute', md5(g::text)
+from generate_series(1, 12000) g;
+insert into audit.events select g, now(), jsonb_build_object('n', g) from generate_series(1, 500) g;
+create role shop_reader login password 'reader';
+grant select on all tables in schema public to shop_reader;
+"""
+
+
+@pytest.fixture(scope="session")
+def shop_db(pg: PgCluster) -> str:
+    """A database `shop` with three tables of generated rows, and a role."""
+    pg.psql("create database shop")
+    pg.psql(SHOP_SQL, "shop")
+    return "shop"
+
+
+@pytest.fixture()
+def pg_password_file(tmp_path: Path, pg: PgCluster) -> Path:
+    """The superuser's password in a 0600 file."""
+    path = tmp_path / "pg-password"
+    path.write_text(pg.password + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def config_text(
+    tmp_path: Path,
+    pg: PgCluster | None = None,
+    password_file: Path | None = None,
+    extra: str = "",
+    databases: tuple[str, ...] = ("shop",),
+    backup_dir: Path | None = None,
+) -> str:
+    """A working agent configuration for the tests, as TOML text."""
+    backup_dir = backup_dir or tmp_path / "backups"
+    text = f"""
+    [agent]
+    state_file = "{tmp_path / 'state' / 'state.json'}"
+    backup_dir = "{backup_dir}"
+    log_level = "DEBUG"
+
+    [retention]
+    keep_last = 2
+    keep_daily = 0
+    keep_weekly = 0
+    keep_monthly = 0
+
+    [metrics]
+    listen = "127.0.0.1"
+    port = 0
+    """
+    if pg is not None:
+        text += f"""
+    [postgres]
+    host = "127.0.0.1"
+    port = {pg.port}
+    user = "postgres"
+    password_file = "{password_file}"
+    databases = {list(databases)!r}
+    bin_dir = "{PG_BIN}"
+    connect_attempts = 3
+    retry_delay_seconds = 0.2
+    """.replace("'", '"')
+    return textwrap.dedent(text) + textwrap.dedent(extra)
+
+
+def write_config(tmp_path: Path, text: str, name: str = "agent.toml") -> Path:
+    """Write a configuration file and return its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class Mailbox:
+    """Mails received by the test SMTP server."""
+
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+
+    def subjects(self) -> list[str]:
+        """Subjects of the received mails, in order."""
+        return [str(m["Subject"]) for m in self.messages]
+
+
+class _Collect:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.box.messages.append(BytesParser().parsebytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture()
+def smtp() -> Iterator[Mailbox]:
+    """A real SMTP receiver (aiosmtpd) on 127.0.0.1, plain, no login."""
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox("127.0.0.1", free_port())
+    controller = Controller(_Collect(box), hostname=box.host, port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+def mail_toml(box: Mailbox) -> str:
+    """The [mail] section sending to `box` without TLS."""
+    return f"""
+    [mail]
+    host = "{box.host}"
+    port = {box.port}
+    security = "none"
+    from = "agent@node.test"
+    to = ["ops@node.test"]
+    """
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something true; fail after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
