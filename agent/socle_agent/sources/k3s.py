@@ -1,0 +1,512 @@
+"""Snapshots, drills and restores of k3s's SQLite datastore and the server files it needs.
+
+k3s with SQLite has no snapshot command of its own. A snapshot here is one compressed
+archive holding a consistent copy of `server/db/state.db` (taken with SQLite's online
+backup API while k3s runs, see `sqlite_backup`) and what a restore on a new host needs
+besides: the server `token`, `server/tls`, `server/cred` and the k3s `config.yaml`.
+Without tls and cred a new host makes new certificates and the restored data is useless.
+
+Snapshots live in the catalogue like every backup, `<backup_dir>/k3s/<id>/`:
+
+    snapshot.tar.gz   state.db, token, tls/..., cred/..., config.yaml (all 0600)
+    manifest.json     sha256 and size, k3s version, kine row count and highest
+                      revision, sizes of the live state.db and its WAL, copy method
+
+Example:
+
+    backup = take_snapshot(Path("/var/lib/rancher/k3s/server"),
+                           Path("/etc/rancher/k3s/config.yaml"),
+                           Path("/var/backups/socle"))
+    result = verify_snapshot(backup.path)     # the drill: result.passed, result.reason
+    restore_snapshot(backup.path, server_dir, config_file)  # only with k3s stopped
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from socle_agent.catalogue import PARTIAL_SUFFIX, Backup, kind_dir
+from socle_agent.manifest import (
+    HashingWriter,
+    Manifest,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from socle_agent.sources.sqlite_backup import BackupOptions, backup_database, integrity_problems
+from socle_agent.state import fsync_dir
+
+KIND = "k3s"
+SUBJECT = "k3s"
+ARCHIVE_NAME = "snapshot.tar.gz"
+ARCHIVE_FORMAT = "tar+gzip"
+DB_MEMBER = "state.db"
+TOKEN_MEMBER = "token"
+CONFIG_MEMBER = "config.yaml"
+# What a restore on a new host cannot do without; config.yaml is optional because k3s
+# can be configured by flags alone.
+REQUIRED_MEMBERS = (DB_MEMBER, TOKEN_MEMBER, "tls", "cred")
+SERVER_DIRS = ("tls", "cred")
+DATASTORE_FILES = ("state.db", "state.db-wal")
+# `systemctl is-active` states in which k3s may be writing to its datastore
+RUNNING_STATES = frozenset({"active", "activating", "deactivating", "reloading", "refreshing"})
+STOPPED_STATES = frozenset({"inactive", "failed"})
+
+
+class K3sActiveError(RuntimeError):
+    """k3s is running: its datastore must not be replaced under it."""
+
+
+class K3sStateUnknownError(RuntimeError):
+    """Whether k3s runs could not be told (no systemctl, no systemd)."""
+
+
+class SnapshotInvalidError(RuntimeError):
+    """A snapshot failed its checks; the message says which."""
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """How to take a snapshot: the SQLite copy, gzip level, k3s version if known."""
+
+    backup: BackupOptions = field(default_factory=BackupOptions)
+    compresslevel: int = 6
+    k3s_version: str | None = None
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    """The outcome of a k3s drill: passed or not, why, and how long it took."""
+
+    backup_id: str
+    passed: bool
+    reason: str
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore put back, what it kept aside, and what the operator does next."""
+
+    backup_id: str
+    restored: list[Path]
+    kept_aside: list[Path]
+    next_steps: list[str]
+
+    def describe(self) -> str:
+        """The result as text for the operator."""
+        lines = [f"restored k3s snapshot {self.backup_id}:"]
+        lines += [f"  {path}" for path in self.restored]
+        if self.kept_aside:
+            lines.append("kept aside (not deleted):")
+            lines += [f"  {path}" for path in self.kept_aside]
+        lines.append("next steps:")
+        lines += [f"  {n}. {step}" for n, step in enumerate(self.next_steps, start=1)]
+        return "\n".join(lines)
+
+
+def datastore_path(server_dir: Path) -> Path:
+    """Where k3s keeps its SQLite datastore under `server_dir`."""
+    return server_dir / "db" / "state.db"
+
+
+def datastore_sizes(server_dir: Path) -> dict[str, int]:
+    """Sizes in bytes of the live datastore and its WAL, keyed by file name.
+
+    kine never vacuums, so both grow; the keys are the `file` label of
+    `socle_k3s_datastore_bytes`. A missing WAL counts as 0; a missing state.db raises
+    FileNotFoundError.
+
+    Example: `datastore_sizes(server_dir)` -> `{"state.db": 52428800, "state.db-wal": 4120032}`
+    """
+    db = datastore_path(server_dir)
+    sizes = {"state.db": db.stat().st_size}
+    wal = db.with_name("state.db-wal")
+    try:
+        sizes["state.db-wal"] = wal.stat().st_size
+    except FileNotFoundError:
+        sizes["state.db-wal"] = 0
+    return sizes
+
+
+def k3s_version(k3s: str = "k3s") -> str | None:
+    """The installed k3s version (e.g. "v1.31.4+k3s1"), or None when it cannot be told."""
+    try:
+        done = subprocess.run(
+            [k3s, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    words = done.stdout.split()
+    # first line reads: "k3s version v1.31.4+k3s1 (a1b2c3d4)"
+    if len(words) >= 3 and words[0] == "k3s" and words[1] == "version":
+        return words[2]
+    return None
+
+
+def k3s_is_active(unit: str = "k3s", systemctl: str = "systemctl") -> bool:
+    """Whether the k3s unit is running (or starting or stopping), per `systemctl is-active`.
+
+    Raises K3sStateUnknownError when systemctl is missing or answers with no known state,
+    so a restore never goes ahead on a guess.
+    """
+    try:
+        done = subprocess.run(
+            [systemctl, "is-active", unit], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise K3sStateUnknownError(f"cannot ask systemd whether {unit} runs: {exc}") from exc
+    state = done.stdout.strip()
+    if state in RUNNING_STATES:
+        return True
+    if state in STOPPED_STATES:
+        return False
+    detail = done.stderr.strip() or f"exit status {done.returncode}"
+    raise K3sStateUnknownError(
+        f"cannot tell whether {unit} runs: systemctl said {state!r} ({detail})"
+    )
+
+
+def take_snapshot(
+    server_dir: Path,
+    config_file: Path,
+    backup_dir: Path,
+    options: SnapshotOptions | None = None,
+    now: Callable[[], float] = time.time,
+) -> Backup:
+    """Snapshot k3s's datastore and server files into the catalogue under `backup_dir`.
+
+    The database is copied with the online backup API, checked with
+    `PRAGMA integrity_check`, archived with token, tls, cred and config into one gzip'd
+    tar written under a `.partial` directory, hashed while written, fsynced, and the
+    directory renamed only when the manifest is in it. Nothing is left behind on failure.
+    Raises SnapshotInvalidError when the copy fails its integrity check and
+    FileNotFoundError when the datastore or a required server file is missing.
+    """
+    opts = options or SnapshotOptions()
+    started = now()
+    db = datastore_path(server_dir)
+    sizes = datastore_sizes(server_dir)
+    for name in (TOKEN_MEMBER, *SERVER_DIRS):
+        if not (server_dir / name).exists():
+            raise FileNotFoundError(f"{server_dir / name} is missing; a restore would need it")
+    parent = kind_dir(backup_dir, KIND)
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    backup_id = _new_id(parent, started)
+    partial = parent / f"{backup_id}{PARTIAL_SUFFIX}"
+    partial.mkdir(mode=0o700)
+    try:
+        # the copy gets a directory of its own: opening it leaves -wal and -shm files beside it
+        work = partial / ".work"
+        work.mkdir(mode=0o700)
+        copy = work / DB_MEMBER
+        outcome = backup_database(db, copy, opts.backup)
+        problems = integrity_problems(copy)
+        if problems:
+            raise SnapshotInvalidError(f"copy of {db} fails integrity_check: {problems[:3]}")
+        rows, max_revision = kine_counts(copy)
+        copy_bytes = copy.stat().st_size
+        members = _members(copy, server_dir, config_file)
+        with HashingWriter(partial / ARCHIVE_NAME) as out:
+            _write_archive(out, members, opts.compresslevel)
+        entry = out.entry(ARCHIVE_NAME)
+        shutil.rmtree(work)
+        finished = now()
+        manifest = Manifest(
+            id=backup_id,
+            kind=KIND,
+            subject=SUBJECT,
+            started=started,
+            finished=finished,
+            format=ARCHIVE_FORMAT,
+            files=(entry,),
+            details={
+                "k3s_version": opts.k3s_version,
+                "kine_rows": rows,
+                "kine_max_revision": max_revision,
+                "datastore_bytes": sizes,
+                "snapshot_db_bytes": copy_bytes,
+                "integrity_check": "ok",
+                "method": outcome.method,
+                "backup_steps": outcome.steps,
+                "backup_restarts": outcome.restarts,
+                "fallback_reason": outcome.fallback_reason,
+                "backup_seconds": round(outcome.duration_seconds, 3),
+                "contents": sorted({name.split("/", 1)[0] for name, _ in members}),
+                "server_dir": str(server_dir),
+                "config_file": str(config_file),
+            },
+        )
+        write_manifest(partial, manifest)
+        final = parent / backup_id
+        os.rename(partial, final)
+        fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return Backup(final, manifest)
+
+
+def kine_counts(db: Path) -> tuple[int, int]:
+    """Row count and highest revision (max id) of kine's table in `db`."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows, max_id = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM kine").fetchone()
+    finally:
+        conn.close()
+    return int(rows), int(max_id)
+
+
+def verify_snapshot(backup: Path, scratch_parent: Path | None = None) -> DrillResult:
+    """The k3s drill: check the snapshot in directory `backup` can be restored as recorded.
+
+    The archive's size and sha256 are checked against the manifest, it is unpacked to a
+    scratch directory (under `scratch_parent`, default the system's temporary dir), the
+    database opened, `PRAGMA integrity_check` run, and the row count and highest
+    revision compared with the manifest. The scratch directory is removed afterwards,
+    also on failure. Never raises for a bad snapshot: `reason` says what failed.
+    """
+    started = time.monotonic()
+    backup_id = backup.name
+    try:
+        manifest = read_manifest(backup)
+        backup_id = manifest.id
+        with _scratch_dir(scratch_parent, "socle-k3s-drill-") as scratch:
+            _unpack_checked(backup, manifest, scratch)
+            reason = "ok"
+            passed = True
+    except SnapshotInvalidError as exc:
+        passed, reason = False, str(exc)
+    except (OSError, ValueError) as exc:
+        passed, reason = False, f"cannot read snapshot: {exc}"
+    return DrillResult(backup_id, passed, reason, time.monotonic() - started)
+
+
+def restore_snapshot(
+    backup: Path,
+    server_dir: Path,
+    config_file: Path,
+    is_active: Callable[[], bool] = k3s_is_active,
+    now: Callable[[], float] = time.time,
+) -> RestoreResult:
+    """Put the snapshot in directory `backup` back into `server_dir` and `config_file`.
+
+    Refuses (K3sActiveError) while `is_active()` says k3s runs. The snapshot is checked
+    and unpacked beside the server files first; only then are the current `db/`, token,
+    tls, cred and config renamed aside with a timestamp (never deleted) and the saved
+    ones moved in. Returns what was done and the steps that remain.
+    Raises SnapshotInvalidError when the snapshot fails its checks (nothing is touched).
+    """
+    if is_active():
+        raise K3sActiveError("k3s is active: stop it first (systemctl stop k3s), then restore")
+    manifest = read_manifest(backup)
+    stamp = datetime.fromtimestamp(now(), UTC).strftime("%Y%m%dT%H%M%SZ")
+    server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # unpack on the same filesystem as the server files so that moving them in is a rename
+    staging = server_dir / f".socle-restore-{stamp}"
+    staging.mkdir(mode=0o700)
+    try:
+        _unpack_checked(backup, manifest, staging)
+        kept_aside = _move_aside(server_dir, config_file, stamp)
+        restored = _move_in(staging, server_dir, config_file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    next_steps = [
+        "start k3s: systemctl start k3s",
+        "check the node: k3s kubectl wait --for=condition=Ready node --all --timeout=300s",
+        "check the workloads: k3s kubectl get pods -A",
+    ]
+    if kept_aside:
+        next_steps.append(
+            "once the node is healthy, remove what was kept aside: "
+            + " ".join(str(p) for p in kept_aside)
+        )
+    return RestoreResult(manifest.id, restored, kept_aside, next_steps)
+
+
+def _new_id(parent: Path, started: float) -> str:
+    base = "k3s-" + datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = base, 1
+    while (parent / candidate).exists() or (parent / f"{candidate}{PARTIAL_SUFFIX}").exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _members(copy: Path, server_dir: Path, config_file: Path) -> list[tuple[str, Path]]:
+    """(name in archive, file on disk) for every regular file of the snapshot."""
+    members = [(DB_MEMBER, copy), (TOKEN_MEMBER, server_dir / TOKEN_MEMBER)]
+    for top in SERVER_DIRS:
+        root = server_dir / top
+        # symlinks and special files are left out: a restore must not follow links
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                members.append((f"{top}/{path.relative_to(root).as_posix()}", path))
+    if config_file.is_file():
+        members.append((CONFIG_MEMBER, config_file))
+    return members
+
+
+def _write_archive(out: HashingWriter, members: list[tuple[str, Path]], level: int) -> None:
+    # streaming: the archive is written front to back, never seeked, so hashing as it is
+    # written gives the checksum of the file on disk
+    with (
+        gzip.GzipFile(fileobj=_Sink(out), mode="wb", compresslevel=level, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w|") as tar,
+    ):
+        dirs_done: set[str] = set()
+        for name, path in members:
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                dirname = "/".join(parts[:depth])
+                if dirname not in dirs_done:
+                    tar.addfile(_info(dirname, tarfile.DIRTYPE, 0o700, 0, time.time()))
+                    dirs_done.add(dirname)
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                tar.addfile(_info(name, tarfile.REGTYPE, 0o600, stat.st_size, stat.st_mtime),
+                            handle)
+
+
+class _Sink:
+    """The file interface gzip needs over a HashingWriter (which fsyncs when closed)."""
+
+    def __init__(self, out: HashingWriter) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: the writer is unbuffered and fsyncs on close."""
+
+
+def _info(name: str, kind: bytes, mode: int, size: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.size = size
+    info.mtime = int(mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+@contextlib.contextmanager
+def _scratch_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
+    """Check the archive against the manifest, unpack it into `dest`, check the database.
+
+    Raises SnapshotInvalidError naming the first check that failed.
+    """
+    if manifest.kind != KIND:
+        raise SnapshotInvalidError(f"{manifest.id} is a {manifest.kind} backup, not {KIND}")
+    problems = verify_files(backup, manifest)
+    if problems:
+        raise SnapshotInvalidError("archive check failed: " + "; ".join(problems))
+    archive = backup / manifest.files[0].name
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            # the "data" filter refuses absolute names, links and devices out of `dest`
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise SnapshotInvalidError(f"archive cannot be unpacked: {exc}") from exc
+    missing = [name for name in REQUIRED_MEMBERS if not (dest / name).exists()]
+    if missing:
+        raise SnapshotInvalidError(f"archive lacks {', '.join(missing)}")
+    db = dest / DB_MEMBER
+    problems = integrity_problems(db)
+    if problems:
+        raise SnapshotInvalidError(f"integrity_check failed: {'; '.join(problems[:5])}")
+    try:
+        rows, max_revision = kine_counts(db)
+    except sqlite3.Error as exc:
+        raise SnapshotInvalidError(f"kine table cannot be read: {exc}") from exc
+    want_rows = manifest.details.get("kine_rows")
+    want_max = manifest.details.get("kine_max_revision")
+    if rows != want_rows:
+        raise SnapshotInvalidError(f"kine row count {rows} differs from manifest {want_rows}")
+    if max_revision != want_max:
+        raise SnapshotInvalidError(
+            f"highest revision {max_revision} differs from manifest {want_max}"
+        )
+
+
+def _move_aside(server_dir: Path, config_file: Path, stamp: str) -> list[Path]:
+    """Rename the current datastore and server files with a timestamp; return the new names."""
+    kept = []
+    # the whole db/ directory goes, so no stale state.db-wal or -shm meets the restored file
+    for name in ("db", TOKEN_MEMBER, *SERVER_DIRS):
+        current = server_dir / name
+        if current.exists() or current.is_symlink():
+            aside = server_dir / f"{name}.before-restore-{stamp}"
+            os.rename(current, aside)
+            kept.append(aside)
+    if config_file.exists() or config_file.is_symlink():
+        aside = config_file.with_name(f"{config_file.name}.before-restore-{stamp}")
+        os.rename(config_file, aside)
+        kept.append(aside)
+        fsync_dir(config_file.parent)
+    fsync_dir(server_dir)
+    return kept
+
+
+def _move_in(staging: Path, server_dir: Path, config_file: Path) -> list[Path]:
+    """Move the unpacked files into place with root-only modes; return where they went."""
+    db_dir = server_dir / "db"
+    db_dir.mkdir(mode=0o700)
+    placed = [(staging / DB_MEMBER, db_dir / DB_MEMBER)]
+    placed += [(staging / name, server_dir / name) for name in (TOKEN_MEMBER, *SERVER_DIRS)]
+    restored = []
+    for src, dst in placed:
+        _restrict(src)
+        os.rename(src, dst)
+        restored.append(dst)
+    fsync_dir(db_dir)
+    fsync_dir(server_dir)
+    saved_config = staging / CONFIG_MEMBER
+    if saved_config.exists():
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        # /etc may be another filesystem than the server dir: copy, then rename in place
+        tmp = config_file.with_name(f".{config_file.name}.restoring")
+        shutil.copyfile(saved_config, tmp)
+        os.chmod(tmp, 0o600)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, config_file)
+        fsync_dir(config_file.parent)
+        restored.append(config_file)
+    return restored
+
+
+def _restrict(path: Path) -> None:
+    if path.is_dir():
+        os.chmod(path, 0o700)
+        for child in path.rglob("*"):
+            os.chmod(child, 0o700 if child.is_dir() else 0o600)
+    else:
+        os.chmod(path, 0o600)
+
