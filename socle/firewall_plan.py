@@ -1,0 +1,41 @@
+"""The UFW rules the inventory asks for, shared by every deploy that touches the firewall.
+
+Both phase 1 and phase 2 apply the whole set, so running one after the other (in any
+order) never removes the other's rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from operations.ufw import UfwRule
+from socle.inventory_checks import (
+    DEFAULT_INTERFACE,
+    DEFAULT_PUBLIC_TCP,
+    DEFAULT_WIREGUARD_PORT,
+    cluster_ranges,
+)
+
+
+def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
+    """Return the rules for the inventory data of one host (checked beforehand).
+
+    Public: each ``ufw_public_tcp`` port and ``wireguard_port``/udp. On the VPN
+    interface only: each ``wireguard_admin_tcp_ports`` port. Forwarded from the VPN
+    interface: ``cluster_pod_cidr`` and ``cluster_service_cidr``.
+    """
+    interface = data.get("wireguard_interface", DEFAULT_INTERFACE)
+    public = data.get("ufw_public_tcp", DEFAULT_PUBLIC_TCP)
+    rules = [UfwRule(port=port, proto="tcp") for port in public]
+    rules.append(UfwRule(port=data.get("wireguard_port", DEFAULT_WIREGUARD_PORT), proto="udp"))
+    rules += [
+        UfwRule(port=port, proto="tcp", interface=interface)
+        for port in data.get("wireguard_admin_tcp_ports", [])
+    ]
+    ranges = cluster_ranges(data)
+    rules += [
+        UfwRule(route=True, interface=interface, to=str(ranges[key]))
+        for key in ("cluster_pod_cidr", "cluster_service_cidr")
+    ]
+    return rules
