@@ -14,18 +14,23 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness import images  # noqa: E402
 from tests.harness.hosts import Harness  # noqa: E402
 
+T = TypeVar("T")
 
-def timed(label: str, results: dict[str, list[float]], action: object) -> object:
+
+def timed(label: str, results: dict[str, list[float]], action: Callable[[], T]) -> T:
     """Run `action()`, record its wall time under `label`, and return its result."""
     start = time.perf_counter()
-    value = action()  # type: ignore[operator]
+    value = action()
     results.setdefault(label, []).append(time.perf_counter() - start)
     return value
 
@@ -38,31 +43,34 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[str, list[float]] = {}
 
+    cached_packages = images.BASE_PACKAGES
     with tempfile.TemporaryDirectory(prefix="socle-bench-") as cache:
         cold_cache = Path(cache)
         if args.cold_base:
-            images.BASE_PACKAGES = (*images.BASE_PACKAGES, "file")
-        with Harness(cache_dir=cold_cache) as cold:
-            host = timed("cold start to SSH-ready", results, lambda: cold.start("cold"))
-            built = [cold.image] + ([images.ensure_base_image(cold.client, cold_cache)]
-                                    if args.cold_base else [])
-            cold.close()
-            for ref in built:
-                cold.client.images.remove(ref)
-        del host
+            images.BASE_PACKAGES = (*cached_packages, "file")
+        try:
+            with Harness(cache_dir=cold_cache) as cold:
+                timed("cold start to SSH-ready", results, lambda: cold.start("cold"))
+                built = [cold.image]
+                if args.cold_base:
+                    built.append(images.ensure_base_image(cold.client, cold_cache))
+                cold.close()
+                for ref in built:
+                    cold.client.images.remove(ref)
+        finally:
+            images.BASE_PACKAGES = cached_packages
 
     with Harness() as warm:
         warm.start("prime")  # make sure the cached image exists before timing warm starts
         warm.close()
         for i in range(args.warm_runs):
-            host = timed("warm start to SSH-ready", results, lambda i=i: warm.start(f"w{i}"))
+            host = timed("warm start to SSH-ready", results, partial(warm.start, f"w{i}"))
             timed("reboot to SSH-ready", results, host.restart)
             with tempfile.TemporaryDirectory() as tmp:
                 hosts_file = warm.write_hosts_file(Path(tmp) / "hosts.json", [host])
-                timed("smoke deploy, first run", results,
-                      lambda: warm.run_pyinfra(hosts_file, "tests/hosts/deploys/smoke.py"))
-                timed("smoke deploy, no-op re-run", results,
-                      lambda: warm.run_pyinfra(hosts_file, "tests/hosts/deploys/smoke.py"))
+                deploy = partial(warm.run_pyinfra, hosts_file, "tests/hosts/deploys/smoke.py")
+                timed("smoke deploy, first run", results, deploy)
+                timed("smoke deploy, no-op re-run", results, deploy)
             warm.remove(host)
 
     print(f"\n{'measure':<32} {'median s':>9} {'min s':>7} {'max s':>7}  runs")

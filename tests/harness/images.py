@@ -32,7 +32,7 @@ TEST_IMAGE_REPOSITORY = "localhost/socle-test-host"
 
 # What a VPS image has, plus the slow packages the deploys install, so a test does not
 # spend minutes in apt; the deploys still ensure their own packages.
-BASE_PACKAGES = (
+BASE_PACKAGES: tuple[str, ...] = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-client", "python3",
     "iproute2", "sudo", "ca-certificates", "procps", "iptables", "ufw", "wireguard-tools",
     "wireguard-go", "netcat-openbsd", "curl", "unattended-upgrades", "systemd-timesyncd",
