@@ -1,0 +1,1 @@
+"""Tests of what Argo CD syncs (gitops/)."""
