@@ -1,0 +1,202 @@
+"""Write an admin's WireGuard client configuration from the inventory.
+
+The configuration sends the VPN range and the cluster's pod and service ranges
+through the tunnel, so PostgreSQL and the admin UIs, ClusterIP only, are reached
+over the VPN. The server's public key comes from the inventory
+(``wireguard_public_key``), else from the SOPS file holding its private key, else from
+the node itself over SSH.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from socle import inventory_checks
+from socle.wireguard_keys import public_key_of
+
+
+class ClientConfigError(Exception):
+    """The configuration cannot be written; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a client configuration holds, the private key aside."""
+
+    peer_name: str
+    address: str
+    server_public_key: str
+    endpoint: str
+    allowed_ips: tuple[str, ...]
+
+
+def plan_client_config(
+    data: Mapping[str, Any], peer_name: str, server_public_key: str
+) -> ClientConfig:
+    """Return the client configuration of ``peer_name`` for a host's inventory data.
+
+    Raises ``InventoryDataError`` for bad data and ``ClientConfigError`` for an
+    unknown peer or a missing endpoint.
+    """
+    inventory_checks.check_wireguard(data)
+    peers = {peer["name"]: peer for peer in data.get("wireguard_peers", [])}
+    if peer_name not in peers:
+        known = ", ".join(sorted(peers)) or "none"
+        raise ClientConfigError(
+            f"no peer named {peer_name!r} in wireguard_peers (known peers: {known})"
+        )
+    endpoint_host = data.get("wireguard_endpoint") or data.get("ssh_hostname")
+    if not endpoint_host:
+        raise ClientConfigError("set wireguard_endpoint: the address peers connect to")
+    port = data.get("wireguard_port", inventory_checks.DEFAULT_WIREGUARD_PORT)
+    ranges = inventory_checks.cluster_ranges(data)
+    return ClientConfig(
+        peer_name=peer_name,
+        address=f"{peers[peer_name]['address']}/32",
+        server_public_key=server_public_key,
+        endpoint=f"{endpoint_host}:{port}",
+        allowed_ips=tuple(str(network) for network in ranges.values()),
+    )
+
+
+def render_client_config(config: ClientConfig, private_key: str | None) -> str:
+    """Return the wg-quick configuration text for ``config``.
+
+    Without ``private_key`` the file says where the admin's own key goes.
+    """
+    key_line = (
+        f"PrivateKey = {private_key}"
+        if private_key
+        else f"# PrivateKey = <the private key of {config.peer_name}; socle never stores it>"
+    )
+    return "\n".join(
+        [
+            f"# WireGuard client configuration of {config.peer_name}, written by socle.",
+            "[Interface]",
+            key_line,
+            f"Address = {config.address}",
+            "",
+            "[Peer]",
+            f"PublicKey = {config.server_public_key}",
+            f"Endpoint = {config.endpoint}",
+            f"AllowedIPs = {', '.join(config.allowed_ips)}",
+            # Keeps NAT mappings on the admin's side open so the server can reach back.
+            "PersistentKeepalive = 25",
+            "",
+        ]
+    )
+
+
+def read_private_key(path: Path, expected_public_key: str) -> str:
+    """Return the private key in ``path`` after checking it belongs to the peer."""
+    key = path.read_text().strip()
+    try:
+        public = public_key_of(key)
+    except ValueError as error:
+        raise ClientConfigError(f"{path} does not hold a WireGuard private key: {error}") from None
+    if public != expected_public_key:
+        raise ClientConfigError(
+            f"the key in {path} has public key {public}, but the inventory gives "
+            f"{expected_public_key} for this peer"
+        )
+    return key
+
+
+def _load_inventory(inventory: Path) -> Any:
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    if not inventory.exists():
+        raise ClientConfigError(f"no inventory at {inventory}")
+    # Inventory files are read the way the pyinfra command reads them, in a state.
+    with ctx_state.use(State()):
+        return make_inventory(str(inventory), cwd=os.getcwd())
+
+
+def load_hosts(inventory: Path) -> dict[str, dict[str, Any]]:
+    """Return each host's merged data (host, groups, group_data files) from an inventory."""
+    return {host.name: host.data.dict() for host in _load_inventory(inventory)}
+
+
+def fetch_server_public_key(inventory: Path, host_name: str, interface: str) -> str | None:
+    """Read the server's public key from the node over SSH, as a deploy would."""
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.facts import get_fact
+
+    # facts/ sits beside this package in the repository, as the deploys see it.
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from facts.wireguard_state import WireguardInterface
+
+    loaded = _load_inventory(inventory)
+    state = State(loaded, Config())
+    connect_all(state)
+    try:
+        node = loaded.get_host(host_name)
+        if not node.connected:
+            raise ClientConfigError(f"cannot connect to {host_name} to read its public key")
+        result = get_fact(state, node, WireguardInterface, kwargs={"interface": interface})
+    finally:
+        disconnect_all(state)
+    key: str | None = result["public_key"]
+    return key
+
+
+def server_public_key(data: Mapping[str, Any], inventory: Path, host_name: str) -> str:
+    """Return the server's WireGuard public key: inventory, SOPS file, or the node."""
+    if data.get("wireguard_public_key"):
+        return str(data["wireguard_public_key"])
+    if data.get("wireguard_private_key_sops"):
+        from socle.sops_secrets import decrypt_value
+
+        private = decrypt_value(data["wireguard_private_key_sops"], "wireguard_private_key")
+        return public_key_of(private)
+    interface = data.get("wireguard_interface", inventory_checks.DEFAULT_INTERFACE)
+    key = fetch_server_public_key(inventory, host_name, interface)
+    if key is None:
+        raise ClientConfigError(
+            f"{host_name} has no WireGuard key yet: run deploys/wireguard.py first, "
+            "or set wireguard_public_key"
+        )
+    return key
+
+
+def write_client_config(
+    inventory: Path,
+    peer_name: str,
+    host_name: str | None = None,
+    private_key_file: Path | None = None,
+) -> str:
+    """Return the client configuration of ``peer_name`` for the inventory's VPN host."""
+    hosts = load_hosts(inventory)
+    with_vpn = {name: data for name, data in hosts.items() if data.get("wireguard_address")}
+    if host_name is None:
+        if len(with_vpn) != 1:
+            names = ", ".join(sorted(with_vpn)) or "none"
+            raise ClientConfigError(f"choose the VPN host with --host (hosts with a VPN: {names})")
+        host_name = next(iter(with_vpn))
+    if host_name not in with_vpn:
+        raise ClientConfigError(f"no host {host_name!r} with wireguard_address in {inventory}")
+    data = with_vpn[host_name]
+    inventory_checks.check_wireguard(data)
+    peer_keys = {peer["name"]: peer["public_key"] for peer in data.get("wireguard_peers", [])}
+    private_key = None
+    if private_key_file is not None and peer_name in peer_keys:
+        private_key = read_private_key(private_key_file, peer_keys[peer_name])
+    config = plan_client_config(data, peer_name, "")
+    config = ClientConfig(
+        peer_name=config.peer_name,
+        address=config.address,
+        server_public_key=server_public_key(data, inventory, host_name),
+        endpoint=config.endpoint,
+        allowed_ips=config.allowed_ips,
+    )
+    return render_client_config(config, private_key)
