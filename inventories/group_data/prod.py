@@ -1,0 +1,52 @@
+"""Production data for phases 1 and 2: SSH, firewall, kernel settings, the VPN.
+
+Nothing secret here. The WireGuard public keys marked PLACEHOLDER must be replaced by
+each admin's real public key (`wg genkey | tee key | wg pubkey`); until then the deploy
+refuses to run, naming the key to fix.
+"""
+
+# Phase 1: SSH and the public surface.
+ssh_port = 22
+# Password login goes off only if the deploy user already has a key on the host.
+ssh_password_login = False
+ufw_public_tcp = [22, 80, 443]
+
+sysctl_hardening = {
+    "net.ipv4.conf.all.accept_redirects": 0,
+    "net.ipv4.conf.default.accept_redirects": 0,
+    "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.default.send_redirects": 0,
+    "net.ipv4.conf.all.accept_source_route": 0,
+    "net.ipv4.conf.all.rp_filter": 1,
+    "net.ipv4.conf.all.log_martians": 1,
+    "net.ipv4.icmp_echo_ignore_broadcasts": 1,
+    "net.ipv4.tcp_syncookies": 1,
+    "net.ipv6.conf.all.accept_redirects": 0,
+    "net.ipv6.conf.default.accept_redirects": 0,
+    "kernel.kptr_restrict": 2,
+    "kernel.dmesg_restrict": 1,
+    "kernel.yama.ptrace_scope": 1,
+    "fs.protected_hardlinks": 1,
+    "fs.protected_symlinks": 1,
+    "fs.suid_dumpable": 0,
+}
+
+# Phase 2: the VPN. Admin ports: k3s API, PostgreSQL, node exporter, Prometheus,
+# Alertmanager, Grafana, the agent's metrics.
+wireguard_interface = "wg0"
+wireguard_port = 51820
+wireguard_address = "10.8.0.1/24"
+wireguard_admin_tcp_ports = [6443, 5432, 9100, 9090, 9093, 3000, 9464]
+# The name admins' clients connect to; the SSH address when unset.
+# wireguard_endpoint = "vpn.example.net"
+# The server's private key, SOPS-encrypted for the operators' age keys; when unset the
+# node generates its own on the first run and keeps it.
+# wireguard_private_key_sops = "secrets/prod/wireguard.sops.yaml"
+wireguard_peers = [
+    {"name": "admin1", "public_key": "PLACEHOLDER-admin1-public-key", "address": "10.8.0.2"},
+    {"name": "admin2", "public_key": "PLACEHOLDER-admin2-public-key", "address": "10.8.0.3"},
+]
+
+# The cluster's ranges (k3s defaults), routed to admins over the VPN.
+cluster_pod_cidr = "10.42.0.0/16"
+cluster_service_cidr = "10.43.0.0/16"
