@@ -83,22 +83,33 @@ def backup_database(
     if target.exists():
         raise FileExistsError(f"{target} already exists")
     started = clock()
-    steps = 0
-    restarts = 0
+    counts = _Counts()
     fallback_reason: str | None = None
     try:
         if options.stepped:
             try:
-                steps, restarts = _stepped_copy(source, target, options, clock, started)
-                return BackupOutcome(STEPPED, steps, restarts, None, clock() - started)
+                _stepped_copy(source, target, options, clock, started, counts)
+                return BackupOutcome(
+                    STEPPED, counts.steps, counts.restarts, None, clock() - started
+                )
             except _StepBudgetExceeded as exc:
                 fallback_reason = str(exc)
                 _remove_database_files(target)
         _copy(source, target, options, pages=-1, progress=None)
-        return BackupOutcome(ONE_STEP, steps + 1, restarts, fallback_reason, clock() - started)
+        # steps and restarts include those of an abandoned stepped copy
+        return BackupOutcome(
+            ONE_STEP, counts.steps + 1, counts.restarts, fallback_reason, clock() - started
+        )
     except BaseException:
         _remove_database_files(target)
         raise
+
+
+@dataclass
+class _Counts:
+    steps: int = 0
+    restarts: int = 0
+    last_remaining: int | None = None
 
 
 def _stepped_copy(
@@ -107,19 +118,17 @@ def _stepped_copy(
     options: BackupOptions,
     clock: Callable[[], float],
     started: float,
-) -> tuple[int, int]:
-    counts = {"steps": 0, "restarts": 0}
-    last_remaining: list[int] = []
-
+    counts: _Counts,
+) -> None:
     def progress(status: int, remaining: int, total: int) -> None:
-        counts["steps"] += 1
+        counts.steps += 1
         # a restart shows as more pages left to copy than after the previous step
-        if last_remaining and remaining > last_remaining[0]:
-            counts["restarts"] += 1
-        last_remaining[:] = [remaining]
-        if counts["restarts"] > options.max_restarts:
+        if counts.last_remaining is not None and remaining > counts.last_remaining:
+            counts.restarts += 1
+        counts.last_remaining = remaining
+        if counts.restarts > options.max_restarts:
             raise _StepBudgetExceeded(
-                f"stepped copy restarted {counts['restarts']} times (limit {options.max_restarts})"
+                f"stepped copy restarted {counts.restarts} times (limit {options.max_restarts})"
             )
         elapsed = clock() - started
         if remaining > 0 and elapsed > options.deadline_seconds:
@@ -131,7 +140,6 @@ def _stepped_copy(
             time.sleep(options.step_pause_seconds)
 
     _copy(source, target, options, pages=max(1, options.pages_per_step), progress=progress)
-    return counts["steps"], counts["restarts"]
 
 
 def _copy(
