@@ -290,3 +290,24 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> A
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+BIG_SQL = """
+create table documents (
+    id bigserial primary key, title text, body text, meta jsonb, created timestamptz
+);
+insert into documents (title, body, meta, created)
+select 'document ' || g,
+       (select string_agg(md5((g * 100 + i)::text), ' ') from generate_series(1, 20) i),
+       jsonb_build_object('g', g, 'score', (g * 37) % 1000),
+       now() - g * interval '1 second'
+from generate_series(1, {rows}) g;
+"""
+
+
+@pytest.fixture(scope="session")
+def big_db(pg: PgCluster) -> str:
+    """A database `big` of about 80 MB of poorly compressible text: a dump takes seconds."""
+    pg.psql("create database big")
+    pg.psql(BIG_SQL.format(rows=60000), "big")
+    return "big"

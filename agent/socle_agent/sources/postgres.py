@@ -296,9 +296,10 @@ def _dump_files(
         context,
         deadline,
     )
-    for path in [*target.iterdir(), target]:
-        with open(path) as handle:
+    for path in target.iterdir():
+        with open(path, "rb") as handle:
             os.fsync(handle.fileno())
+    fsync_dir(target)
     files += file_entries(target, partial)
 
 

@@ -1,0 +1,302 @@
+"""PostgreSQL dumps against a real server: content, manifest, faults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from socle_agent import catalogue
+from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
+from socle_agent.jobs import JobContext, run_job
+from socle_agent.manifest import verify_files
+from socle_agent.sources.postgres import (
+    Connection,
+    PostgresError,
+    connection_from_cluster,
+    dump_database,
+    resolve_connection,
+)
+from socle_agent.state import load_state
+from tests.agent.conftest import (
+    PG_BIN,
+    Mailbox,
+    PgCluster,
+    config_text,
+    mail_toml,
+    make_cluster,
+    wait_for,
+    write_config,
+)
+from tests.agent.sources.kube_standin import CoreV1ApiStandIn, secret, service
+
+AGENT = str(Path(sys.executable).with_name("socle-agent"))
+
+
+def agent_config(tmp_path: Path, pg: PgCluster, password_file: Path, extra: str = "",
+                 **kwargs: object) -> Config:
+    text = config_text(tmp_path, pg, password_file, extra=extra, **kwargs)  # type: ignore[arg-type]
+    return load_config(write_config(tmp_path, text))
+
+
+def restore_into(pg: PgCluster, backup: catalogue.Backup, database: str) -> None:
+    """pg_restore the backup's dump into a new database."""
+    pg.psql(f"drop database if exists {database}")
+    pg.psql(f"create database {database}")
+    subprocess.run(
+        [str(PG_BIN / "pg_restore"), "--exit-on-error", "--no-owner", "-j", "2",
+         "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", pg.user, "-d", database,
+         str(backup.path / "dump")],
+        check=True, capture_output=True,
+    )
+
+
+def test_backup_postgres_restores_to_the_manifest_row_counts(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
+) -> None:
+    config = agent_config(tmp_path, pg, pg_password_file)
+    result = run_job("postgres_backup", config)
+    assert result.status == "ok", result.error
+    [backup] = catalogue.list_backups(config.agent.backup_dir, "postgres")
+    manifest = backup.manifest
+    assert verify_files(backup.path, manifest) == []
+    assert [f.name for f in manifest.files] == ["dump", "globals.sql"]
+    assert manifest.details["row_counts"] == {
+        "audit.events": 500, "public.customers": 3000, "public.orders": 12000
+    }
+    assert manifest.details["server_version"].startswith("15.")
+    assert manifest.details["pg_dump_version"].startswith("pg_dump (PostgreSQL) 15.")
+    assert manifest.started <= manifest.finished
+    assert oct(backup.path.stat().st_mode & 0o777) == "0o700"
+    assert all((backup.path / f.name).stat().st_mode & 0o777 == 0o600 for f in manifest.files)
+    assert "CREATE ROLE shop_reader" in (backup.path / "globals.sql").read_text()
+
+    restore_into(pg, backup, "shop_restored")
+    for table, count in manifest.details["row_counts"].items():
+        assert pg.row_count("shop_restored", table) == count
+    assert load_state(config.agent.state_file)["jobs"]["postgres_backup"]["size"] == (
+        manifest.size_bytes
+    )
+
+
+def test_backup_postgres_in_directory_format_checksums_every_file(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
+) -> None:
+    extra = ""
+    config = agent_config(tmp_path, pg, pg_password_file, extra=extra)
+    section = config.postgres
+    assert section is not None
+    config = Config(**{**config.__dict__, "postgres": PostgresSection(
+        **{**section.__dict__, "format": "directory", "jobs": 2})})
+    assert run_job("postgres_backup", config).status == "ok"
+    [backup] = catalogue.list_backups(config.agent.backup_dir)
+    names = [f.name for f in backup.manifest.files]
+    assert "dump/toc.dat" in names and "globals.sql" in names
+    assert verify_files(backup.path, backup.manifest) == []
+    restore_into(pg, backup, "shop_from_dir")
+    assert pg.row_count("shop_from_dir", "orders") == 12000
+
+
+def test_backup_postgres_with_no_databases_listed_dumps_each_user_database(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
+) -> None:
+    pg.psql("create database tiny")
+    pg.psql("create table t (x int); insert into t values (1), (2)", "tiny")
+    config = agent_config(tmp_path, pg, pg_password_file, databases=())
+    result = run_job("postgres_backup", config, options={"database": "tiny"})
+    assert result.status == "ok"
+    config_all = agent_config(tmp_path, pg, pg_password_file, databases=())
+    assert config_all.postgres is not None and config_all.postgres.databases == ()
+    subjects = {b.manifest.subject for b in catalogue.list_backups(config.agent.backup_dir)}
+    assert subjects == {"tiny"}
+    pg.psql("drop database tiny")
+
+
+def test_backup_postgres_keeps_only_what_retention_allows(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
+) -> None:
+    config = agent_config(tmp_path, pg, pg_password_file)
+    for _ in range(3):
+        assert run_job("postgres_backup", config).status == "ok"
+    backups = catalogue.list_backups(config.agent.backup_dir, "postgres")
+    assert len(backups) == 2  # keep_last = 2
+    assert load_state(config.agent.state_file)["backups"]["postgres"]["retained"] == 2
+
+
+def _cluster_api(pg: PgCluster) -> CoreV1ApiStandIn:
+    return CoreV1ApiStandIn(
+        "database",
+        services={"postgresql": service("postgresql", "127.0.0.1",
+                                        {"metrics": 9187, "postgresql": pg.port})},
+        secrets={"postgresql-credentials": secret(
+            "postgresql-credentials", {"password": pg.password, "username": "postgres"})},
+    )
+
+
+def test_connection_from_cluster_reads_service_address_and_secret(pg: PgCluster) -> None:
+    api = _cluster_api(pg)
+    kube = KubernetesConnection(service="postgresql", secret="postgresql-credentials",
+                                namespace="database", port_name="postgresql",
+                                user_key="username")
+    connection = connection_from_cluster(kube, "ignored", api)
+    assert connection == Connection("127.0.0.1", pg.port, "postgres", pg.password)
+    assert api.calls == [("service", "database", "postgresql"),
+                         ("secret", "database", "postgresql-credentials")]
+
+
+def test_connection_from_cluster_explains_what_is_missing(pg: PgCluster) -> None:
+    api = _cluster_api(pg)
+    base = dict(service="postgresql", secret="postgresql-credentials", namespace="database")
+    with pytest.raises(PostgresError, match="has no port named 'pg'"):
+        connection_from_cluster(KubernetesConnection(**base, port_name="pg"), "u", api)
+    with pytest.raises(PostgresError, match="has no key 'pw'"):
+        connection_from_cluster(KubernetesConnection(**base, password_key="pw"), "u", api)
+    api.services["headless"] = service("headless", "None", {"postgresql": 5432})
+    with pytest.raises(PostgresError, match="has no cluster IP"):
+        connection_from_cluster(
+            KubernetesConnection(**{**base, "service": "headless"}), "u", api)
+
+
+def test_dump_through_cluster_connection_reaches_the_real_server(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
+) -> None:
+    config = agent_config(tmp_path, pg, pg_password_file)
+    assert config.postgres is not None
+    section = PostgresSection(**{**config.postgres.__dict__, "password_file": None,
+                                 "kubernetes": KubernetesConnection(
+                                     service="postgresql", secret="postgresql-credentials",
+                                     namespace="database", port_name="postgresql")})
+    connection = resolve_connection(section, core_api=_cluster_api(pg))
+    assert connection.port == pg.port and connection.password == pg.password
+    backup = dump_database(JobContext(config), connection, "shop")
+    assert backup.manifest.details["row_counts"]["public.orders"] == 12000
+    with pytest.raises(Exception, match="Forbidden"):
+        resolve_connection(section, core_api=CoreV1ApiStandIn("other", {}, {}))
+
+
+def _dump_dir(config: Config) -> Path:
+    return config.agent.backup_dir / "postgres"
+
+
+def test_sigkill_mid_dump_promotes_nothing_and_loses_nothing(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path
+) -> None:
+    text = config_text(tmp_path, pg, pg_password_file, databases=("big",))
+    path = write_config(tmp_path, text.replace('bin_dir', 'compression = 9\nbin_dir'))
+    config = load_config(path)
+    assert run_job("postgres_backup", config).status == "ok"
+    [earlier] = catalogue.list_backups(config.agent.backup_dir)
+
+    agent = subprocess.Popen([AGENT, "--config", str(path), "backup", "postgres"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def partial_dump_growing() -> bool:
+            dumps = list(_dump_dir(config).glob("*.partial/dump"))
+            return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
+
+        wait_for(partial_dump_growing, timeout=120)
+        agent.send_signal(signal.SIGKILL)
+    finally:
+        agent.wait()
+    assert agent.returncode == -signal.SIGKILL
+    assert catalogue.list_backups(config.agent.backup_dir) == [earlier]
+    assert verify_files(earlier.path, earlier.manifest) == []
+
+    assert run_job("postgres_backup", config).status == "ok"
+    assert not list(_dump_dir(config).glob("*.partial"))
+    assert len(catalogue.list_backups(config.agent.backup_dir)) == 2
+
+
+@pytest.fixture()
+def small_backup_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs to hold the backups (needs root to mount)."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a small filesystem needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount)],
+                   check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_full_disk_fails_cleanly_and_keeps_earlier_backups(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path,
+    small_backup_fs: Path, smtp: Mailbox
+) -> None:
+    # The guard lets the dump start (it expects half the last size and wants no reserve),
+    # so the filesystem really fills up during the write.
+    extra = mail_toml(smtp) + "\n[disk]\nmin_free_ratio = 0.0\ngrowth_factor = 0.5\n"
+    config = agent_config(tmp_path, pg, pg_password_file, extra=extra,
+                          backup_dir=small_backup_fs / "backups")
+    assert run_job("postgres_backup", config).status == "ok"
+    [earlier] = catalogue.list_backups(config.agent.backup_dir)
+    free = os.statvfs(small_backup_fs).f_bavail * os.statvfs(small_backup_fs).f_frsize
+    leave = int(earlier.manifest.size_bytes * 0.7)
+    (small_backup_fs / "filler").write_bytes(b"\0" * (free - leave))
+
+    result = run_job("postgres_backup", config)
+    assert result.status == "failed"
+    assert "No space left on device" in result.error
+    assert catalogue.list_backups(config.agent.backup_dir) == [earlier]
+    assert verify_files(earlier.path, earlier.manifest) == []
+    assert not list(_dump_dir(config).glob("*.partial"))
+    assert smtp.subjects() == ["[socle] postgres_backup FAILED"]
+    assert "No space left on device" in smtp.messages[0].get_payload()
+
+
+def test_disk_guard_refuses_a_backup_that_would_not_fit(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path,
+    small_backup_fs: Path, smtp: Mailbox
+) -> None:
+    config = agent_config(tmp_path, pg, pg_password_file, extra=mail_toml(smtp),
+                          backup_dir=small_backup_fs / "backups")
+    assert run_job("postgres_backup", config).status == "ok"
+    [earlier] = catalogue.list_backups(config.agent.backup_dir)
+    free = os.statvfs(small_backup_fs).f_bavail * os.statvfs(small_backup_fs).f_frsize
+    (small_backup_fs / "filler").write_bytes(b"\0" * (free - earlier.manifest.size_bytes))
+
+    result = run_job("postgres_backup", config)
+    assert result.status == "failed"
+    assert result.error.startswith("disk guard refused the job: ")
+    assert "expects to write" in result.error
+    assert catalogue.list_backups(config.agent.backup_dir) == [earlier]
+    assert list(_dump_dir(config).iterdir()) == [earlier.path]
+    assert smtp.subjects() == ["[socle] postgres_backup FAILED"]
+
+
+def test_postgres_stopped_retries_then_mails_once_and_once_on_recovery(
+    tmp_path: Path, pg_password_file: Path, smtp: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = make_cluster()
+    try:
+        cluster.psql("create database shop")
+        cluster.psql("create table t (x int); insert into t values (1)", "shop")
+        cluster.stop()
+        config = agent_config(tmp_path, cluster, pg_password_file, extra=mail_toml(smtp))
+        caplog.set_level(logging.WARNING, logger="socle_agent")
+        for _ in range(3):
+            result = run_job("postgres_backup", config)
+            assert result.status == "failed"
+            assert "after 3 attempts" in result.error
+        attempts = [r for r in caplog.records if "(attempt" in r.getMessage()]
+        assert len(attempts) == 9
+        record = load_state(config.agent.state_file)["jobs"]["postgres_backup"]
+        assert record["failures_total"] == 3 and record["status"] == "failed"
+        assert smtp.subjects() == ["[socle] postgres_backup FAILED"]
+
+        cluster.start()
+        assert run_job("postgres_backup", config).status == "ok"
+        assert run_job("postgres_backup", config).status == "ok"
+        assert smtp.subjects() == ["[socle] postgres_backup FAILED",
+                                   "[socle] postgres_backup recovered"]
+    finally:
+        cluster.destroy()
