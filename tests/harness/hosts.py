@@ -41,6 +41,7 @@ DEFAULT_CACHE_DIR = REPO_ROOT / ".testhosts"
 LABEL = "socle.test-host"
 RUN_LABEL = "socle.test-run"
 MANUAL_LABEL = "socle.test-host.manual"
+OWNER_PID_LABEL = "socle.test-run.pid"
 BOOT_TIMEOUT_S = 120.0
 # Subnets the harness may give its networks; one /24 per network, skipping any in use.
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
@@ -131,6 +132,8 @@ class Harness:
         self._networks: dict[str, Network] = {}
         self._next_address: dict[str, int] = {}
         self.hosts: dict[str, TestHost] = {}
+        if not detached:
+            remove_orphans(self.client)
 
     def __enter__(self) -> Harness:
         return self
@@ -158,6 +161,8 @@ class Harness:
         labels = {LABEL: "1", RUN_LABEL: self.run_id}
         if self.detached:
             labels[MANUAL_LABEL] = "1"
+        else:
+            labels[OWNER_PID_LABEL] = str(os.getpid())
         return labels
 
     def _used_subnets(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -382,6 +387,23 @@ def remove_resources(client: docker.DockerClient, labels: Mapping[str, str]) -> 
             removed.append(str(net.name))
         except NotFound:
             pass
+    return removed
+
+
+def remove_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove hosts and networks of test runs whose process is gone (killed with -9, say)."""
+    selector: dict[str, str | list[str] | bool] = {"label": [f"{LABEL}=1"]}
+    label_sets = [c.labels for c in client.containers.list(all=True, filters=selector)]
+    label_sets += [n.attrs.get("Labels") or {} for n in client.networks.list(filters=selector)]
+    orphan_runs = set()
+    for labels in label_sets:
+        pid = labels.get(OWNER_PID_LABEL)
+        if pid and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            orphan_runs.add(labels[RUN_LABEL])
+    removed = []
+    for run_id in orphan_runs:
+        log(f"removing test hosts left by an earlier run that was killed ({run_id})")
+        removed += remove_resources(client, {RUN_LABEL: run_id})
     return removed
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from tests.harness import engine, images
 from tests.harness.engine import connect_engine
 from tests.harness.errors import EngineUnavailable, HarnessError, HostBootFailed, ImageBuildFailed
-from tests.harness.hosts import Harness, leaked_containers
+from tests.harness.hosts import REPO_ROOT, Harness, leaked_containers, remove_orphans
 
 pytestmark = pytest.mark.host
 
@@ -127,3 +129,24 @@ def test_host_whose_sshd_never_answers_fails_and_is_removed(own_harness: Harness
     finally:
         own_harness._image = image
         own_harness.client.images.remove(f"localhost/socle-test-mute:{own_harness.run_id}")
+
+
+def test_hosts_of_a_run_killed_with_sigkill_are_removed_by_the_next(harness: Harness) -> None:
+    started = subprocess.Popen(
+        [sys.executable, "-c",
+         "from tests.harness.hosts import Harness\n"
+         "h = Harness()\n"
+         "h.start('victim')\n"
+         "print(h.run_id, flush=True)\n"
+         "import time; time.sleep(600)\n"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert started.stdout is not None
+    run_id = started.stdout.readline().strip()
+    assert leaked_containers(harness.client, run_id)
+    started.kill()
+    started.wait()
+
+    remove_orphans(harness.client)
+
+    assert leaked_containers(harness.client, run_id) == []
