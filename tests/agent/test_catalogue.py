@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from socle_agent import catalogue
 from socle_agent.manifest import FileEntry, Manifest, write_manifest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from socle_agent.config import ConfigError, SqlCheck, load_config, parse_config
 from socle_agent.schedules import Schedule
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from socle_agent.config import DiskSection
 from socle_agent.diskguard import check_fits, check_mounts, disk_usage, existing_ancestor
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from socle_agent.config import MailSection
 from socle_agent.mail import Mailer, MailError
+
 from tests.agent.conftest import Mailbox, _Collect, free_port
 
 

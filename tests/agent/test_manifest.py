@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from socle_agent.manifest import (
     FileEntry,
     HashingWriter,

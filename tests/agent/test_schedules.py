@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 import schedule as schedule_lib
-
 from socle_agent.schedules import Schedule, ScheduleError, parse_schedule
 
 

@@ -7,7 +7,6 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-
 from socle_agent.state import load_state, save_state, update_state
 
 

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from socle_agent.systemd_notify import notify, watchdog_interval
 
 

@@ -55,5 +55,7 @@ def service(name: str, cluster_ip: str | None, ports: dict[str, int]) -> V1Servi
 
 def secret(name: str, values: dict[str, str]) -> V1Secret:
     """An Opaque Secret; values are base64-encoded as the API returns them."""
-    data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    data: dict[str, bytes | str] = {
+        k: base64.b64encode(v.encode()).decode() for k, v in values.items()
+    }
     return V1Secret(metadata=V1ObjectMeta(name=name), data=data, type="Opaque")

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from socle_agent import catalogue
 from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
 from socle_agent.jobs import JobContext, run_job
@@ -24,6 +23,7 @@ from socle_agent.sources.postgres import (
     resolve_connection,
 )
 from socle_agent.state import load_state
+
 from tests.agent.conftest import (
     PG_BIN,
     Mailbox,

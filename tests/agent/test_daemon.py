@@ -1,0 +1,177 @@
+"""The daemon, run for real as `socle-agent run` with a systemd-like notify socket."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from socle_agent import catalogue
+from socle_agent.config import load_config
+from socle_agent.daemon import Daemon
+from socle_agent.state import load_state, save_state
+
+from tests.agent.conftest import PgCluster, config_text, free_port, wait_for, write_config
+
+AGENT = str(Path(sys.executable).with_name("socle-agent"))
+
+
+class Notifications:
+    """A unix datagram socket standing where systemd's notify socket would be."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.received: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                return self.received
+
+    def seen(self, message: str) -> bool:
+        return message in self.drain()
+
+
+@pytest.fixture()
+def notifications(tmp_path: Path) -> Iterator[Notifications]:
+    box = Notifications(tmp_path / "notify.sock")
+    try:
+        yield box
+    finally:
+        box.sock.close()
+
+
+def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_000
+                ) -> subprocess.Popen[str]:
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(watchdog_usec))
+    return subprocess.Popen([AGENT, "--config", str(config), "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path,
+    notifications: Notifications
+) -> None:
+    port = free_port()
+    text = config_text(tmp_path, pg, pg_password_file).replace("port = 0", f"port = {port}")
+    text += '\n[schedule]\npostgres_backup = "daily at 00:00"\ndisk_check = "every 1 second"\n'
+    config_path = write_config(tmp_path, text)
+    config = load_config(config_path)
+    agent = start_agent(config_path, notifications)
+    try:
+        wait_for(lambda: notifications.seen("READY=1"))
+        state = wait_for(lambda: load_state(config.agent.state_file).get("jobs", {})
+                         .get("postgres_backup", {}).get("status") and
+                         load_state(config.agent.state_file))
+        assert state["jobs"]["postgres_backup"]["status"] == "ok"
+        wait_for(lambda: "disk_check" in load_state(config.agent.state_file)["jobs"])
+        [backup] = catalogue.list_backups(config.agent.backup_dir)
+        metrics = scrape(port)
+        job = (("job", "postgres_backup"),)
+        assert metrics[("socle_job_last_status", job)] == 1
+        assert metrics[("socle_job_last_size_bytes", job)] == backup.manifest.size_bytes
+        assert metrics[("socle_job_last_success_timestamp_seconds", job)] == (
+            state["jobs"]["postgres_backup"]["last_success"])
+        assert metrics[("socle_job_failures_total", job)] == 0
+        assert metrics[("socle_backup_retained", (("kind", "postgres"),))] == 1
+        assert metrics[("socle_job_last_status", (("job", "disk_check"),))] == 1
+        wait_for(lambda: notifications.seen("WATCHDOG=1"))
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert "STOPPING=1" in notifications.drain()
+    _, stderr = agent.communicate()
+    assert "postgres_backup: missed while the agent was down, running now" in stderr
+
+
+def test_sigterm_during_a_dump_aborts_it_cleanly(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path,
+    notifications: Notifications
+) -> None:
+    text = config_text(tmp_path, pg, pg_password_file, databases=("big",))
+    text = text.replace("bin_dir", "compression = 9\nbin_dir")
+    text += '\n[schedule]\npostgres_backup = "every 1 hour"\n'
+    config_path = write_config(tmp_path, text)
+    config = load_config(config_path)
+    agent = start_agent(config_path, notifications)
+    try:
+        def dump_growing() -> bool:
+            dumps = list((config.agent.backup_dir / "postgres").glob("*.partial/dump"))
+            return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
+
+        wait_for(dump_growing, timeout=120)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    _, stderr = agent.communicate()
+    assert "postgres_backup: aborted" in stderr
+    assert list((config.agent.backup_dir / "postgres").iterdir()) == []
+    assert "postgres_backup" not in load_state(config.agent.state_file).get("jobs", {})
+    leftover = subprocess.run(["pgrep", "-f", f"pg_dump.*{pg.port}"], capture_output=True)
+    assert leftover.returncode == 1, "pg_dump was left running"
+
+
+def test_run_with_partial_config_refuses_to_start(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    path = write_config(tmp_path, config_text(tmp_path) + '\n[schedule]\nprune = "daily at')
+    agent = start_agent(path, notifications)
+    _, stderr = agent.communicate(timeout=60)
+    assert agent.returncode == 2
+    assert "not valid TOML" in stderr and str(path) in stderr
+    assert "READY=1" not in notifications.drain()
+
+
+def test_run_with_wrong_key_refuses_to_start_naming_it(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    text = config_text(tmp_path) + '\n[schedule]\nprune = "daily at 02:30"\n'
+    path = write_config(tmp_path, text.replace("keep_last = 2", 'keep_last = "two"'))
+    agent = start_agent(path, notifications)
+    _, stderr = agent.communicate(timeout=60)
+    assert agent.returncode == 2
+    assert "retention.keep_last: expected an integer, got 'two'" in stderr
+
+
+def test_due_at_start_lists_jobs_missed_since_their_last_success(tmp_path: Path) -> None:
+    text = config_text(tmp_path) + (
+        '\n[schedule]\nprune = "daily at 06:00"\ndisk_check = "every 15 minutes"\n')
+    config = load_config(write_config(tmp_path, text))
+    now = dt.datetime(2026, 11, 26, 9, 0)
+    daemon = Daemon(config)
+    assert daemon.due_at_start(now) == ["disk_check", "prune"]
+    save_state(config.agent.state_file, {"jobs": {
+        "prune": {"last_success": dt.datetime(2026, 11, 26, 6, 1).timestamp()},
+        "disk_check": {"last_success": dt.datetime(2026, 11, 26, 8, 40).timestamp()},
+    }})
+    assert daemon.due_at_start(now) == ["disk_check"]
+    assert daemon.due_at_start(dt.datetime(2026, 11, 26, 8, 50)) == []
