@@ -1,0 +1,134 @@
+"""Probes run from outside a test host: a TCP port scan, test listeners, SSH logins.
+
+The scan and the listeners are Python programs run inside test containers (every test
+host has python3); the SSH logins use the real OpenSSH client of this machine.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+
+from tests.harness.hosts import TestHost
+
+# Non-blocking connects in large batches: a port that answers SYN with SYN-ACK is open;
+# one that refuses or stays silent until the batch's deadline is not.
+SCAN_PROGRAM = r"""
+import resource, selectors, socket, sys, time
+target, first, last, batch, wait = sys.argv[1], *map(int, sys.argv[2:5]), float(sys.argv[5])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+batch = min(batch, hard - 64)
+answered = []
+for start in range(first, last + 1, batch):
+    selector = selectors.DefaultSelector()
+    for port in range(start, min(start + batch, last + 1)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex((target, port))
+        selector.register(sock, selectors.EVENT_WRITE, port)
+    deadline = time.monotonic() + wait
+    while selector.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for key, _ in selector.select(remaining):
+            if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                answered.append(key.data)
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()
+    selector.close()
+print(" ".join(map(str, sorted(answered))))
+"""
+
+LISTENER_PROGRAM = r"""
+import os, socket, sys, threading
+def serve(port):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(16)
+    while True:
+        conn, _ = server.accept()
+        conn.sendall(b"socle-test-listener\n")
+        conn.close()
+with open("/run/socle-test-listener.pid", "w") as pidfile:
+    pidfile.write(str(os.getpid()))
+for port in map(int, sys.argv[1:]):
+    threading.Thread(target=serve, args=(port,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def scan_tcp(scanner: TestHost, target: str, wait: float = 3.0) -> list[int]:
+    """Return the TCP ports of ``target`` that accept a connection from ``scanner``."""
+    argv = ["python3", "-c", SCAN_PROGRAM, target, "1", "65535", "16000", str(wait)]
+    result = scanner.exec(argv)
+    return [int(port) for port in result.stdout.split()]
+
+
+def start_listener(node: TestHost, ports: Iterable[int]) -> None:
+    """Start a TCP listener on all addresses of ``node`` for ``ports``; wait until it listens."""
+    wanted = sorted(ports)
+    argv = " ".join(shlex.quote(a) for a in ["python3", "-c", LISTENER_PROGRAM, *map(str, wanted)])
+    node.exec_background(argv)
+    wait_until(
+        lambda: all(_listening(node, port) for port in wanted),
+        f"listener on {wanted} in {node.name}",
+    )
+
+
+def stop_listener(node: TestHost) -> None:
+    """Stop the listener started by ``start_listener`` (by its recorded process id)."""
+    node.exec(
+        "if [ -f /run/socle-test-listener.pid ]; then "
+        "kill $(cat /run/socle-test-listener.pid); rm -f /run/socle-test-listener.pid; fi"
+    )
+
+
+def _listening(node: TestHost, port: int) -> bool:
+    output = node.exec(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
+    return bool(output.strip())
+
+
+def tcp_answers(client: TestHost, address: str, port: int, wait: int = 3) -> bool:
+    """Whether ``address:port`` accepts a TCP connection from ``client`` within ``wait`` s."""
+    result = client.exec(["nc", "-z", "-w", str(wait), address, str(port)], check=False)
+    return result.returncode == 0
+
+
+def password_login(address: str, user: str, password: str) -> subprocess.CompletedProcess[str]:
+    """Try a password login with the real OpenSSH client (through sshpass)."""
+    argv = [
+        "sshpass", "-p", password,
+        "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "PubkeyAuthentication=no", "-o", "GSSAPIAuthentication=no",
+        "-o", "PreferredAuthentications=password,keyboard-interactive",
+        "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10",
+        "-o", "BatchMode=no", "-o", "LogLevel=ERROR",
+        f"{user}@{address}", "true",
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def key_login(address: str, user: str, key_path: str) -> subprocess.CompletedProcess[str]:
+    """Try a public-key login with the real OpenSSH client."""
+    argv = [
+        "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+        "-o", "IdentitiesOnly=yes", "-i", key_path, f"{user}@{address}", "true",
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    """Poll ``condition`` until true; fail after a deadline meant never to be reached."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(1)
