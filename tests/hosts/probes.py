@@ -56,9 +56,9 @@ def serve(port):
         conn, _ = server.accept()
         conn.sendall(b"socle-test-listener\n")
         conn.close()
-with open("/run/socle-test-listener.pid", "w") as pidfile:
+with open(sys.argv[1], "w") as pidfile:
     pidfile.write(str(os.getpid()))
-for port in map(int, sys.argv[1:]):
+for port in map(int, sys.argv[2:]):
     threading.Thread(target=serve, args=(port,), daemon=True).start()
 threading.Event().wait()
 """
@@ -71,28 +71,35 @@ def scan_tcp(scanner: TestHost, target: str, wait: float = 3.0) -> list[int]:
     return [int(port) for port in result.stdout.split()]
 
 
-def start_listener(node: TestHost, ports: Iterable[int]) -> None:
-    """Start a TCP listener on all addresses of ``node`` for ``ports``; wait until it listens."""
+def _in_netns(netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+def _pidfile(netns: str | None) -> str:
+    return f"/run/socle-test-listener-{netns or 'host'}.pid"
+
+
+def start_listener(node: TestHost, ports: Iterable[int], netns: str | None = None) -> None:
+    """Listen on all addresses of ``node`` (or of its network namespace ``netns``) on
+    ``ports``, and wait until the ports are open."""
     wanted = sorted(ports)
-    argv = " ".join(shlex.quote(a) for a in ["python3", "-c", LISTENER_PROGRAM, *map(str, wanted)])
-    node.exec_background(argv)
+    argv = [*_in_netns(netns), "python3", "-c", LISTENER_PROGRAM, _pidfile(netns)]
+    node.exec_background(" ".join(shlex.quote(a) for a in [*argv, *map(str, wanted)]))
     wait_until(
-        lambda: all(_listening(node, port) for port in wanted),
+        lambda: all(_listening(node, port, netns) for port in wanted),
         f"listener on {wanted} in {node.name}",
     )
 
 
-def stop_listener(node: TestHost) -> None:
+def stop_listener(node: TestHost, netns: str | None = None) -> None:
     """Stop the listener started by ``start_listener`` (by its recorded process id)."""
-    node.exec(
-        "if [ -f /run/socle-test-listener.pid ]; then "
-        "kill $(cat /run/socle-test-listener.pid); rm -f /run/socle-test-listener.pid; fi"
-    )
+    pidfile = shlex.quote(_pidfile(netns))
+    node.exec(f"if [ -f {pidfile} ]; then kill $(cat {pidfile}); rm -f {pidfile}; fi")
 
 
-def _listening(node: TestHost, port: int) -> bool:
-    output = node.exec(["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
-    return bool(output.strip())
+def _listening(node: TestHost, port: int, netns: str | None) -> bool:
+    argv = [*_in_netns(netns), "ss", "-Hltn", f"sport = :{port}"]
+    return bool(node.exec(argv, check=False).stdout.strip())
 
 
 def tcp_answers(client: TestHost, address: str, port: int, wait: int = 3) -> bool:
