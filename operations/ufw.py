@@ -76,19 +76,38 @@ class UfwRule:
                 raise ValueError(f"network not in canonical form: {self.to!r}")
 
 
-def _ufw(*words: str) -> StringCommand:
-    return StringCommand("ufw", *(QuoteString(word) for word in words))
+# Every `ufw` command pays ~150 ms of start-up and checks; this program makes all the
+# changes in one process through ufw's own front end, exactly as /usr/sbin/ufw does for
+# one command (same parser, same actions, same lock). The front end is the same in
+# ufw 0.36 on Debian 12 and Ubuntu 24.04. ufw checks the ownership of the program it
+# runs as (sys.argv[0]), so that is /usr/sbin/ufw here too.
+UFW_BATCH_PROGRAM = """\
+import gettext, sys
+import ufw.frontend
+from ufw.common import UFWError
+from ufw.util import create_lock, release_lock
+gettext.install("ufw")
+commands, sys.argv[:] = sys.argv[1:], ["/usr/sbin/ufw"]
+lock = create_lock(lockfile="/run/ufw.lock", dryrun=False)
+try:
+    ui = ufw.frontend.UFWFrontend(False)
+    for command in commands:
+        parsed = ufw.frontend.parse_command(["ufw"] + command.split())
+        rule = parsed.data.get("rule", "")
+        iptype = parsed.data.get("iptype", "") if rule else ""
+        print("ufw " + command + ": " + ui.do_action(parsed.action, rule, iptype, parsed.force))
+except UFWError as error:
+    sys.exit("ufw: " + error.value)
+finally:
+    release_lock(lock)
+"""
 
 
-def _add(rule: str) -> StringCommand:
-    return _ufw(*rule.split())
-
-
-def _delete(rule: str) -> StringCommand:
+def _delete(rule: str) -> str:
     words = rule.split()
     if words[0] == "route":
-        return _ufw("route", "delete", *words[1:])
-    return _ufw("delete", *words)
+        return " ".join(["route", "delete", *words[1:]])
+    return "delete " + rule
 
 
 def _allows_public_tcp(rules: Iterable[str], port: int) -> bool:
@@ -119,7 +138,8 @@ def firewall(
     Missing rules are added before the policies change and before rules are deleted,
     so an active firewall never passes through a state that drops SSH. Enabling a
     firewall whose rules do not allow ``ssh_port`` from anywhere is refused before
-    any command runs.
+    any command runs. All changes are made by one process through ufw's own front end
+    (the commands are those of the ``ufw`` command line, in order).
 
     **Example:**
 
@@ -150,32 +170,25 @@ def firewall(
 
     state = host.get_fact(UfwStatus)
     present = list(state["rules"])
-    changed = False
-
-    for rule in wanted:
-        if rule not in present:
-            changed = True
-            yield _add(rule)
     current = {
         "incoming": state["incoming"],
         "outgoing": state["outgoing"],
         "routed": state["routed"],
     }
+    changes = [rule for rule in wanted if rule not in present]
     for label, policy in (("incoming", incoming), ("outgoing", outgoing), ("routed", routed)):
         if current[label] != policy:
-            changed = True
-            yield _ufw("default", policy, label)
+            changes.append(f"default {policy} {label}")
     if exclusive:
-        for rule in present:
-            if rule not in wanted:
-                changed = True
-                yield _delete(rule)
+        changes += [_delete(rule) for rule in present if rule not in wanted]
     if enabled and not (state["active"] and state["enabled"]):
-        changed = True
-        yield StringCommand("ufw", "--force", "enable")
+        changes.append("--force enable")
     elif not enabled and (state["active"] or state["enabled"]):
-        changed = True
-        yield StringCommand("ufw", "disable")
+        changes.append("disable")
 
-    if not changed:
+    if not changes:
         host.noop("UFW policies, rules and status are as wanted")
+        return
+    yield StringCommand(
+        "python3", "-c", QuoteString(UFW_BATCH_PROGRAM), *(QuoteString(c) for c in changes)
+    )
