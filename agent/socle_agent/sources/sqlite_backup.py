@@ -78,7 +78,8 @@ def backup_database(
     """Copy the SQLite database `source` to the new file `target` and say how.
 
     The source is opened read-only. `target` must not exist; after a failure nothing is
-    left at `target`. Raises sqlite3.Error when even the one-step copy fails.
+    left at `target`. The copy is a scratch file and is not fsynced (whoever keeps it
+    makes it durable). Raises sqlite3.Error when even the one-step copy fails.
     """
     if target.exists():
         raise FileExistsError(f"{target} already exists")
@@ -158,6 +159,10 @@ def _copy(
     try:
         dst = sqlite3.connect(target, isolation_level=None)
         try:
+            # The copy is a scratch file: the archive made from it is what gets fsynced.
+            # Syncing the copy would flush all its pages at once at the end, and that
+            # flush stalls the live writer's own fsyncs (measured: ~50 ms at 110 MB).
+            dst.execute("PRAGMA synchronous = OFF")
             if options.pin_read_snapshot:
                 src.execute("BEGIN")
                 # a deferred transaction takes its read snapshot at the first read
