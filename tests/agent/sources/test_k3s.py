@@ -52,17 +52,21 @@ class Node:
         return datastore_path(self.server_dir)
 
 
-def make_node(root: Path, rows: int = INITIAL_ROWS) -> Node:
-    server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
-    config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
-    create_datastore(datastore_path(server_dir), rows=rows)
-    files = make_server_dir(server_dir, config_file)
-    return Node(server_dir, config_file, files)
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One filled datastore per module; each test starts from its own copy (it is closed)."""
+    return create_datastore(tmp_path_factory.mktemp("template") / "state.db", rows=INITIAL_ROWS)
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Node:
-    return make_node(tmp_path / "node")
+def node(tmp_path: Path, template_db: Path) -> Node:
+    root = tmp_path / "node"
+    server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
+    config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
+    datastore_path(server_dir).parent.mkdir(parents=True)
+    shutil.copyfile(template_db, datastore_path(server_dir))
+    files = make_server_dir(server_dir, config_file)
+    return Node(server_dir, config_file, files)
 
 
 @pytest.fixture
