@@ -6,14 +6,12 @@ The inventory is checked first (socle.inventory_checks): a value that could lock
 operator out stops the deploy before anything changes on the host.
 """
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, systemd
 
 from facts.ssh_access import AuthorizedKeys
-from operations import sshd, ufw
+from operations import sshd, text_files, ufw
 from socle import inventory_checks
 from socle.firewall_plan import firewall_rules
 
@@ -29,11 +27,9 @@ time_daemon = next(
     (name for name in ("chrony", "ntpsec", "ntp") if name in installed), "systemd-timesyncd"
 )
 packages = ["openssh-server", "ufw", "unattended-upgrades", time_daemon]
-apt.packages(
-    name="Baseline packages",
-    packages=packages,
-    update=any(name not in installed for name in packages),
-)
+missing = [name for name in packages if name not in installed]
+if missing:
+    apt.packages(name="Baseline packages", packages=missing, update=True)
 
 sshd.settings(
     name="SSH: keys only, no root login",
@@ -47,29 +43,18 @@ sshd.settings(
     },
 )
 
-AUTO_UPGRADES = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
-files.put(
+text_files.file(
     name="Unattended security upgrades, daily",
-    src=StringIO(AUTO_UPGRADES),
-    dest="/etc/apt/apt.conf.d/20auto-upgrades",
-    user="root",
-    group="root",
-    mode="644",
+    path="/etc/apt/apt.conf.d/20auto-upgrades",
+    content='APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
 )
 
 sysctl_lines = [f"{key} = {value}" for key, value in data.get("sysctl_hardening", {}).items()]
-sysctl_file = files.put(
+text_files.file(
     name="Kernel hardening settings",
-    src=StringIO("# Managed by socle.\n" + "".join(line + "\n" for line in sysctl_lines)),
-    dest="/etc/sysctl.d/60-socle-hardening.conf",
-    user="root",
-    group="root",
-    mode="644",
-)
-server.shell(
-    name="Apply the kernel hardening settings",
-    commands=["sysctl -q -p /etc/sysctl.d/60-socle-hardening.conf"],
-    _if=sysctl_file.did_change,
+    path="/etc/sysctl.d/60-socle-hardening.conf",
+    content="# Managed by socle.\n" + "".join(line + "\n" for line in sysctl_lines),
+    then="sysctl -q -p /etc/sysctl.d/60-socle-hardening.conf",
 )
 
 if time_daemon == "systemd-timesyncd":

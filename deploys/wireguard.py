@@ -7,14 +7,12 @@ The server's private key comes from the SOPS file named by
 generated on the node on the first run and kept afterwards.
 """
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.api import HiddenValue
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt
 
-from operations import ufw, wireguard
+from operations import text_files, ufw, wireguard
 from operations.wireguard import WireguardPeer
 from socle import inventory_checks
 from socle.firewall_plan import firewall_rules
@@ -31,24 +29,14 @@ if data.get("wireguard_private_key_sops"):
     )
 
 installed = host.get_fact(DebPackages)
-apt.packages(
-    name="WireGuard tools",
-    packages=["wireguard-tools"],
-    update="wireguard-tools" not in installed,
-)
+if "wireguard-tools" not in installed:
+    apt.packages(name="WireGuard tools", packages=["wireguard-tools"], update=True)
 
-forwarding = files.put(
+text_files.file(
     name="Forward packets from the VPN to the cluster's ranges",
-    src=StringIO("# Managed by socle.\nnet.ipv4.ip_forward = 1\n"),
-    dest="/etc/sysctl.d/60-socle-forwarding.conf",
-    user="root",
-    group="root",
-    mode="644",
-)
-server.shell(
-    name="Apply forwarding",
-    commands=["sysctl -q -p /etc/sysctl.d/60-socle-forwarding.conf"],
-    _if=forwarding.did_change,
+    path="/etc/sysctl.d/60-socle-forwarding.conf",
+    content="# Managed by socle.\nnet.ipv4.ip_forward = 1\n",
+    then="sysctl -q -p /etc/sysctl.d/60-socle-forwarding.conf",
 )
 
 ufw.firewall(

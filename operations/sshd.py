@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
-from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import (
-    FileUploadCommand,
-    OperationValueError,
-    QuoteString,
-    StringCommand,
-    operation,
-)
+from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.ssh_access import SshdDropIn
 
@@ -40,7 +33,7 @@ def settings(
     settings: dict[str, str],
     path: str = "/etc/ssh/sshd_config.d/10-socle.conf",
     service: str = "ssh",
-) -> Generator[StringCommand | FileUploadCommand, None, None]:
+) -> Generator[StringCommand, None, None]:
     """
     Write sshd settings to a drop-in, check the whole configuration, then reload sshd.
 
@@ -73,11 +66,12 @@ def settings(
         return
 
     new, previous = path + ".new", path + ".previous"
-    yield FileUploadCommand(StringIO("\n".join(lines) + "\n"), new)
     # Debian's sshd refuses to run -t without its privilege separation directory,
     # which only exists once the service has started.
     yield StringCommand(
-        "install -d -m 0755 /run/sshd && chmod 0644",
+        "install -d -m 0755 /run/sshd && umask 022 && printf '%s'",
+        QuoteString("\n".join(lines) + "\n"),
+        ">",
         QuoteString(new),
         "&& if [ -f",
         QuoteString(path),

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 from dataclasses import dataclass
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import (
-    FileUploadCommand,
     HiddenValue,
     OperationValueError,
     QuoteString,
@@ -18,6 +16,7 @@ from pyinfra.api import (
 )
 
 from facts.wireguard_state import WireguardInterface, interface_paths
+from operations.text_files import write_command
 from socle.wireguard_keys import public_key_of
 
 
@@ -69,7 +68,7 @@ def interface(
     peers: list[WireguardPeer] | None = None,
     private_key: HiddenValue | str | None = None,
     interface: str = "wg0",
-) -> Generator[StringCommand | FileUploadCommand, None, None]:
+) -> Generator[StringCommand, None, None]:
     """
     Run a WireGuard interface with the given address, port and peers, enabled at boot.
 
@@ -146,8 +145,7 @@ def interface(
 
     config_changed = state["config_sha256"] != hashlib.sha256(config.encode()).hexdigest()
     if config_changed:
-        yield FileUploadCommand(StringIO(config), config_path)
-        yield StringCommand("chmod 0600", QuoteString(config_path))
+        yield write_command(config_path, config, mode="600")
 
     if not state["enabled"]:
         yield StringCommand("systemctl enable", QuoteString(unit))

@@ -59,6 +59,24 @@ def test_second_run_changes_nothing(harness: Harness, deployed: Deployed) -> Non
     assert changed_operations(second.stdout) == []
 
 
+def test_rules_and_policy_changed_by_hand_are_put_back(
+    harness: Harness, deployed: Deployed
+) -> None:
+    deployed.node.exec(
+        "ufw allow 8080/tcp && ufw route allow in on wg0 to 10.99.0.0/16 "
+        "&& ufw default allow incoming"
+    )
+
+    run = harness.run_pyinfra(deployed.hosts_file, DEPLOY, "--json")
+
+    assert changed_operations(run.stdout) == [
+        "Firewall: deny incoming, the public surface and the VPN's admin ports"
+    ]
+    added = deployed.node.exec("ufw show added").stdout
+    assert "8080" not in added and "10.99.0.0/16" not in added
+    assert "Default: deny (incoming)" in deployed.node.exec("ufw status verbose").stdout
+
+
 def test_only_ssh_answers_a_full_tcp_scan(deployed: Deployed) -> None:
     assert scan_tcp(deployed.scanner, deployed.node.address) == [22]
 
