@@ -56,10 +56,12 @@ def add_pod_network(node: TestHost) -> None:
 
 
 def remove_pod_network(node: TestHost) -> None:
+    """Remove what ``add_pod_network`` made."""
     node.exec("ip netns del pod; ip link del vpod 2>/dev/null; true")
 
 
 def install_client_config(peer: TestHost, config: str) -> None:
+    """Install ``config`` as the peer's wg0 and (re)start it, as an admin would."""
     encoded = base64.b64encode(config.encode()).decode()
     peer.exec(
         f"umask 077 && mkdir -p /etc/wireguard && echo {encoded} | base64 -d "
