@@ -82,7 +82,7 @@ class UfwRule:
 # ufw 0.36 on Debian 12 and Ubuntu 24.04. ufw checks the ownership of the program it
 # runs as (sys.argv[0]), so that is /usr/sbin/ufw here too.
 UFW_BATCH_PROGRAM = """\
-import gettext, sys
+import gettext, shlex, sys
 import ufw.frontend
 from ufw.common import UFWError
 from ufw.util import create_lock, release_lock
@@ -92,7 +92,7 @@ lock = create_lock(lockfile="/run/ufw.lock", dryrun=False)
 try:
     ui = ufw.frontend.UFWFrontend(False)
     for command in commands:
-        parsed = ufw.frontend.parse_command(["ufw"] + command.split())
+        parsed = ufw.frontend.parse_command(["ufw"] + shlex.split(command))
         rule = parsed.data.get("rule", "")
         iptype = parsed.data.get("iptype", "") if rule else ""
         print("ufw " + command + ": " + ui.do_action(parsed.action, rule, iptype, parsed.force))
