@@ -63,7 +63,8 @@ def test_rules_and_policy_changed_by_hand_are_put_back(
     harness: Harness, deployed: Deployed
 ) -> None:
     deployed.node.exec(
-        "ufw allow 8080/tcp && ufw route allow in on wg0 to 10.99.0.0/16 "
+        "ufw allow 8080/tcp comment 'opened by hand' "
+        "&& ufw route allow in on wg0 to 10.99.0.0/16 "
         "&& ufw default allow incoming"
     )
 
