@@ -10,6 +10,7 @@ from pyinfra import local
 PHASES = (
     "deploys/baseline.py",
     "deploys/wireguard.py",
+    "deploys/agent.py",
 )
 
 for phase in PHASES:

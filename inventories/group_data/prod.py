@@ -50,3 +50,53 @@ wireguard_peers = [
 # The cluster's ranges (k3s defaults), routed to admins over the VPN.
 cluster_pod_cidr = "10.42.0.0/16"
 cluster_service_cidr = "10.43.0.0/16"
+
+# Phase 7: the node agent. PostgreSQL runs in the cluster: the agent reads the Service's
+# address and the Secret's password with its own ServiceAccount. pg_dump on the node
+# must be at least the server's major version.
+postgresql_major = 16
+agent_settings = {
+    "schedule": {
+        "postgres_backup": "daily at 02:30",
+        "k3s_snapshot": "every 6 hours",
+        "postgres_drill": "weekly on sunday at 04:00",
+        "k3s_drill": "weekly on sunday at 05:00",
+        "disk_check": "every 15 minutes",
+        "prune": "daily at 06:00",
+    },
+    "postgres": {
+        "user": "postgres",
+        "databases": [],
+        "bin_dir": "/usr/lib/postgresql/16/bin",
+        "kubernetes": {
+            "service": "postgresql",
+            "secret": "postgresql-credentials",
+            "namespace": "database",
+            "kubeconfig": "/etc/socle/agent-kubeconfig",
+        },
+    },
+    "retention": {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6},
+    "drill": {
+        "rto_seconds": {"postgres": 1800, "k3s": 900},
+        "rpo_seconds": {"postgres": 93600, "k3s": 25200},
+    },
+    # On the VPN address: reachable by admins and the cluster, never from the public side.
+    "metrics": {"listen": "10.8.0.1", "port": 9464},
+    "mail": {
+        # PLACEHOLDER: the operators' SMTP relay and addresses.
+        "host": "smtp.example.org",
+        "port": 587,
+        "security": "starttls",
+        "from": "socle-agent@example.org",
+        "to": ["ops@example.org"],
+        "secrets_file": "/etc/socle/mail-secrets.toml",
+    },
+}
+# Decrypted from SOPS on the operator's machine at deploy time, written 0600 on the node.
+agent_secrets = [
+    {
+        "path": "/etc/socle/mail-secrets.toml",
+        "sops_file": "secrets/prod.sops.yaml",
+        "key": "agent_mail_secrets_toml",
+    },
+]

@@ -36,3 +36,36 @@ wireguard_peers = [
 
 cluster_pod_cidr = "10.42.0.0/16"
 cluster_service_cidr = "10.43.0.0/16"
+
+# Phase 7: the agent. Test hosts run Debian 12, whose PostgreSQL is 15; the node's
+# PostgreSQL there is a stand-in (tests/hosts/deploys/postgres_standin.py) reached on
+# loopback. The test gives `agent_secrets` (a SOPS file it makes) as host data.
+postgresql_major = 15
+agent_settings = {
+    "schedule": {
+        "postgres_backup": "daily at 02:30",
+        "postgres_drill": "weekly on sunday at 04:00",
+        "disk_check": "every 15 minutes",
+        "prune": "daily at 06:00",
+    },
+    "postgres": {
+        "host": "127.0.0.1",
+        "port": 5432,
+        "user": "postgres",
+        "password_file": "/etc/socle/postgres-password",
+        "databases": ["app"],
+        "bin_dir": "/usr/lib/postgresql/15/bin",
+    },
+    "drill": {
+        "rto_seconds": {"postgres": 600, "k3s": 600},
+        "rpo_seconds": {"postgres": 93600, "k3s": 25200},
+    },
+    "metrics": {"listen": "10.8.0.1", "port": 9464},
+    "mail": {
+        "enabled": False,
+        "host": "127.0.0.1",
+        "from": "socle-agent@test-node.invalid",
+        "to": ["ops@test-node.invalid"],
+    },
+}
+agent_secrets: list[dict[str, str]] = []
