@@ -1,0 +1,312 @@
+"""Benchmark: the agent's PostgreSQL backup against a plain `pg_dump -Fc`, alternated.
+
+A throwaway PostgreSQL 15 cluster gets a generated database of realistic content
+(customers, orders with JSON items, articles of prose, log events; numbers, text,
+JSON, arrays and indexes; it compresses a few to one, not fifty). Then, in the same
+run, `socle-agent backup postgres` and `pg_dump -Fc -f FILE` (same server, same
+compression level, same TCP login) take turns. Printed: wall times, their ratio (the
+target is at most 1.05), and the agent process's peak resident memory (the target is
+under 80 MB whatever the size), read from /proc while it runs.
+
+    .venv/bin/python bench/agent_backup.py                 # about 100 MB
+    .venv/bin/python bench/agent_backup.py --sizes 100,1000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.agent.pgcluster import PG_BIN, PgCluster  # noqa: E402
+
+AGENT = str(Path(sys.executable).with_name("socle-agent"))
+_WORD_TEXT = """
+the of and to in is that for it as was with be by on not he this are or his from at which
+but have an they you were her she there been one all we their has would when if so no
+will more can about said them some could into time only new two may first then do any
+like my now over such our man me even most made after also did many before must through
+back years where much your way well down should because each just those people how too
+little state good very make world still own see men work long get here between both life
+being under never day same another know while last might us great old year off come since
+against go came right used take three himself few house use during without again place
+american around however home small found thought went say part once general high upon
+school every don does got united left number course war until always away something fact
+though water less public put think almost hand enough far took head yet government system
+better set told nothing night end why called didn eyes find going look asked later knew
+point next city business give group toward young days let room president side social
+order data invoice payment customer shipment warehouse account balance refund report
+"""
+WORDS = _WORD_TEXT.split()
+COUNTRIES = ["FR", "DE", "ES", "IT", "NL", "BE", "PL", "PT", "SE", "IE", "GB", "US"]
+
+
+def schema_sql() -> str:
+    """Tables, indexes and a word list for the generator."""
+    words = ",".join("'" + w + "'" for w in WORDS)
+    countries = ",".join("'" + c + "'" for c in COUNTRIES)
+    return textwrap.dedent(f"""
+    create table vocab as select array[{words}] as w, array[{countries}] as c;
+    create table customers (
+        id bigserial primary key, email text not null, name text not null,
+        country char(2) not null, created_at timestamptz not null, profile jsonb not null);
+    create table orders (
+        id bigserial primary key, customer_id bigint not null, status text not null,
+        total numeric(10, 2) not null, placed_at timestamptz not null, items jsonb not null);
+    create table articles (
+        id bigserial primary key, author_id bigint not null, title text not null,
+        body text not null, tags text[] not null, published_at timestamptz);
+    create table events (
+        id bigserial primary key, at timestamptz not null, level text not null,
+        message text not null, context jsonb not null);
+    create index on customers (email);
+    create index on customers (country);
+    create index on orders (customer_id);
+    create index on orders (placed_at);
+    create index on articles (published_at);
+    create index on events (at);
+    """)
+
+
+BATCH_SQL = """
+insert into customers (email, name, country, created_at, profile)
+select 'user' || g || '.' || (random() * 1e6)::int || '@example.org',
+       initcap(v.w[1 + (random() * {last})::int]) || ' '
+           || initcap(v.w[1 + (random() * {last})::int]),
+       v.c[1 + (random() * 11)::int], now() - random() * interval '1500 days',
+       jsonb_build_object('plan', (array['free','pro','team'])[1 + g % 3],
+                          'newsletter', random() < 0.3, 'score', (random() * 1000)::int,
+                          'phone', '+33 6 ' || lpad(((random() * 1e8)::int)::text, 8, '0'))
+from generate_series(1, 4000) g, vocab v;
+
+insert into orders (customer_id, status, total, placed_at, items)
+select 1 + (random() * 100000)::int, (array['paid','shipped','refunded','open'])[1 + g % 4],
+       round((random() * 500)::numeric, 2), now() - random() * interval '900 days',
+       (select jsonb_agg(jsonb_build_object('sku', 'SKU-' || (random() * 99999)::int,
+                                            'qty', 1 + (random() * 4)::int,
+                                            'price', round((random() * 90)::numeric, 2)))
+        from generate_series(1, 1 + (g % 5)) i)
+from generate_series(1, 25000) g;
+
+insert into articles (author_id, title, body, tags, published_at)
+select 1 + (random() * 100000)::int,
+       initcap(array_to_string(array(select v.w[1 + (random() * {last})::int]
+                                     from generate_series(1, 4 + g % 5) i), ' ')),
+       array_to_string(array(select v.w[1 + (random() * {last})::int]
+                             from generate_series(1, 120 + g % 240) i), ' '),
+       array[v.w[1 + g % {count}], v.w[1 + (g * 7) % {count}]],
+       now() - random() * interval '2000 days'
+from generate_series(1, 2500) g, vocab v;
+
+insert into events (at, level, message, context)
+select now() - random() * interval '30 days',
+       (array['info','info','info','warn','error'])[1 + g % 5],
+       array_to_string(array(select v.w[1 + (random() * {last})::int]
+                             from generate_series(1, 6 + g % 10) i), ' '),
+       jsonb_build_object('request_id', md5(g::text || random()::text),
+                          'latency_ms', (random() * 800)::int,
+                          'path', '/api/v1/' || v.w[1 + g % {count}])
+from generate_series(1, 40000) g, vocab v;
+"""
+
+
+FRESH_BYTES = 100_000_000
+GROW_SQL = """
+insert into orders (customer_id, status, total, placed_at, items)
+select customer_id + 7, status, total + 1, placed_at - interval '3 days', items from orders
+limit 200000;
+insert into articles (author_id, title, body, tags, published_at)
+select author_id + 3, title, body, tags, published_at - interval '1 day' from articles
+limit 20000;
+insert into events (at, level, message, context)
+select at - interval '1 hour', level, message, context from events limit 300000;
+"""
+
+
+def _size(pg: PgCluster, database: str) -> int:
+    size = int(pg.psql(f"select pg_database_size('{database}')"))
+    print(f"  generating {database}: {size / 1e6:.0f} MB", end="\r", flush=True)
+    return size
+
+
+def generate(pg: PgCluster, database: str, megabytes: int) -> int:
+    """Create and fill `database` until it reaches about `megabytes`; returns its bytes."""
+    pg.psql(f"create database {database}")
+    pg.psql(schema_sql(), database)
+    target = megabytes * 1_000_000
+    size = 0
+    while size < min(target, FRESH_BYTES):
+        pg.psql(BATCH_SQL.format(last=len(WORDS) - 1, count=len(WORDS)), database)
+        size = _size(pg, database)
+    while size < target:
+        # Past the first 100 MB, copy what exists, shifted, rather than draw new words:
+        # the same kind of content, much faster to make.
+        pg.psql(GROW_SQL, database)
+        size = _size(pg, database)
+    pg.psql("vacuum analyze", database)
+    print()
+    return int(pg.psql(f"select pg_database_size('{database}')"))
+
+
+@dataclass
+class Run:
+    """One timed run: wall seconds, peak RSS of the measured process, output bytes."""
+
+    seconds: float
+    peak_rss_kib: int
+    output_bytes: int
+
+
+def _hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run argv; returns (wall seconds, peak RSS of that process in KiB, polled from /proc)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while process.poll() is None:
+        hwm = _hwm_kib(process.pid)
+        if hwm is not None:
+            peak = max(peak, hwm)
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        assert process.stderr is not None
+        raise SystemExit(f"{argv[0]} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, peak
+
+
+def write_config(work: Path, pg: PgCluster, database: str) -> Path:
+    """An agent configuration dumping `database`, keeping only the newest dump."""
+    password = work / "pg-password"
+    password.write_text(pg.password + "\n")
+    password.chmod(0o600)
+    config = work / "agent.toml"
+    config.write_text(textwrap.dedent(f"""
+    [agent]
+    state_file = "{work / 'state.json'}"
+    backup_dir = "{work / 'backups'}"
+    log_level = "WARNING"
+    [postgres]
+    host = "127.0.0.1"
+    port = {pg.port}
+    user = "{pg.user}"
+    password_file = "{password}"
+    databases = ["{database}"]
+    bin_dir = "{PG_BIN}"
+    compression = 6
+    [retention]
+    keep_last = 1
+    keep_daily = 0
+    keep_weekly = 0
+    keep_monthly = 0
+    [disk]
+    min_free_ratio = 0.0
+    """))
+    return config
+
+
+def agent_run(config: Path, database: str, work: Path) -> Run:
+    """One `socle-agent backup postgres` run."""
+    seconds, peak = timed([AGENT, "--config", str(config), "backup", "postgres",
+                           "--database", database], dict(os.environ))
+    backups = sorted((work / "backups" / "postgres").iterdir())
+    size = sum(f.stat().st_size for f in backups[-1].iterdir())
+    return Run(seconds, peak, size)
+
+
+def plain_run(pg: PgCluster, database: str, work: Path) -> Run:
+    """One plain `pg_dump -Fc -f FILE` run over the same TCP login."""
+    out = work / "plain.dump"
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, PGPASSWORD=pg.password)
+    seconds, peak = timed([str(PG_BIN / "pg_dump"), "-Fc", "-Z", "6", "-f", str(out),
+                           "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, "-d", database],
+                          env)
+    return Run(seconds, peak, out.stat().st_size)
+
+
+def bench_size(pg: PgCluster, megabytes: int, rounds: int) -> dict[str, float]:
+    """Generate one database and time both tools on it, alternating which goes first."""
+    database = f"bench_{megabytes}mb"
+    db_bytes = generate(pg, database, megabytes)
+    with tempfile.TemporaryDirectory(prefix="socle-bench-") as tmp:
+        work = Path(tmp)
+        config = write_config(work, pg, database)
+        agent_run(config, database, work)  # warm-up: page cache, catalog caches
+        plain_run(pg, database, work)
+        agent_runs: list[Run] = []
+        plain_runs: list[Run] = []
+        for n in range(rounds):
+            pair = [lambda: agent_runs.append(agent_run(config, database, work)),
+                    lambda: plain_runs.append(plain_run(pg, database, work))]
+            for step in pair if n % 2 == 0 else reversed(pair):
+                step()
+            print(f"  round {n + 1}: agent {agent_runs[-1].seconds:6.2f} s   "
+                  f"pg_dump {plain_runs[-1].seconds:6.2f} s")
+    pg.psql(f"drop database {database}")
+    agent_s = statistics.median(r.seconds for r in agent_runs)
+    plain_s = statistics.median(r.seconds for r in plain_runs)
+    return {
+        "db_mb": db_bytes / 1e6,
+        "agent_s": agent_s,
+        "plain_s": plain_s,
+        "ratio": agent_s / plain_s,
+        "agent_rss_mb": max(r.peak_rss_kib for r in agent_runs) / 1024,
+        "pg_dump_rss_mb": max(r.peak_rss_kib for r in plain_runs) / 1024,
+        "agent_out_mb": agent_runs[-1].output_bytes / 1e6,
+        "plain_out_mb": plain_runs[-1].output_bytes / 1e6,
+    }
+
+
+def main() -> int:
+    """Parse the flags, run the benchmark, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100",
+                        help="database sizes in MB, comma-separated (default: %(default)s; "
+                             "add 1000 for the 1 GB run)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each tool")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    pg = PgCluster(Path(tempfile.mkdtemp(prefix="socle-bench-pg-")))
+    results = {}
+    try:
+        for megabytes in sizes:
+            print(f"database of about {megabytes} MB:")
+            results[megabytes] = bench_size(pg, megabytes, args.rounds)
+    finally:
+        pg.destroy()
+    print()
+    print(f"{'database':>10} {'agent':>9} {'pg_dump':>9} {'ratio':>6} {'agent RSS':>10} "
+          f"{'pg_dump RSS':>12} {'dump':>9}")
+    for result in results.values():
+        print(f"{result['db_mb']:>7.0f} MB {result['agent_s']:>7.2f} s {result['plain_s']:>7.2f} s "
+              f"{result['ratio']:>6.3f} {result['agent_rss_mb']:>7.1f} MB "
+              f"{result['pg_dump_rss_mb']:>9.1f} MB {result['agent_out_mb']:>6.1f} MB")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"largest child process seen by this run (getrusage): {children:.1f} MB")
+    print("targets: ratio <= 1.05, agent RSS < 80 MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
