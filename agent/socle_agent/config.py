@@ -489,6 +489,9 @@ def _drill(table: _Table | None) -> DrillSection:
         scratch_prefix=table.string("scratch_prefix", default.scratch_prefix),
         restore_jobs=table.integer("restore_jobs", default.restore_jobs, minimum=1),
     )
+    if not section.scratch_prefix:
+        # An empty prefix would make the scratch database the live one, which a drill drops.
+        table.problem("scratch_prefix", "must not be empty")
     table.finish()
     return section
 

@@ -95,6 +95,9 @@ def test_parse_config_reads_drill_checks_and_refuses_bad_ones() -> None:
         "drill.checks[0].database: required key is missing",
         "drill.checks[0].db: unknown key",
     ]
+    assert problems_of({"drill": {"scratch_prefix": ""}}) == [
+        "drill.scratch_prefix: must not be empty"
+    ]
     assert problems_of({"drill": {"rto_seconds": {"mysql": 5}}}) == [
         "drill.rto_seconds.mysql: unknown backup kind; expected one of postgres, k3s"
     ]
