@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from socle.wireguard_keys import generate_private_key, public_key_of
 from tests.harness.hosts import Harness, TestHost, changed_operations
+from tests.hosts.admin import connect_admin, new_admin_key
 from tests.hosts.probes import tcp_answers, wait_until
-from tests.hosts.test_wireguard import install_client_config, socle_command
 from tests.sops_files import write_sops_file
 
 pytestmark = pytest.mark.host
@@ -44,13 +43,10 @@ def agent_node(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> It
     peer = harness.start("agent-peer", networks=("public",))
     password = secrets.token_urlsafe(18)
     sops_file, key_file = write_sops_file(workdir, {"postgres_password": password})
-    peer_key = generate_private_key()
-    peer_key_file = workdir / "admin.key"
-    peer_key_file.write_text(peer_key + "\n")
-    peer_key_file.chmod(0o600)
+    peer_key_file, peer_public_key = new_admin_key(workdir)
     data: dict[str, object] = {
         "wireguard_peers": [
-            {"name": "admin", "public_key": public_key_of(peer_key), "address": "10.8.0.2"}
+            {"name": "admin", "public_key": peer_public_key, "address": "10.8.0.2"}
         ],
         "standin_postgres_password": password,
         "agent_secrets": [
@@ -65,14 +61,7 @@ def agent_node(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> It
                        "tests/hosts/deploys/postgres_standin.py"):
             harness.run_pyinfra(hosts_file, deploy)
         first = harness.run_pyinfra(hosts_file, "deploys/agent.py", "--json")
-        config_file = workdir / "admin.conf"
-        written = socle_command(
-            hosts_file, "wireguard", "client-config", "--inventory", "inventories/test.py",
-            "--peer", "admin", "--private-key-file", str(peer_key_file),
-            "--output", str(config_file),
-        )  # fmt: skip
-        assert written.returncode == 0, written.stderr
-        install_client_config(peer, config_file.read_text())
+        connect_admin(hosts_file, peer, peer_key_file)
         yield AgentNode(node, peer, hosts_file, password, first.stdout, data)
     harness.remove(peer)
     harness.remove(node)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,8 @@ from pyrage import x25519
 
 from socle.sops_secrets import sops_executable
 from socle.wireguard_keys import generate_private_key, public_key_of
-from tests.harness.hosts import REPO_ROOT, Harness, TestHost, changed_operations
+from tests.harness.hosts import Harness, TestHost, changed_operations
+from tests.hosts.admin import install_client_config, socle_command
 from tests.hosts.probes import start_listener, stop_listener, tcp_answers, wait_until
 
 pytestmark = pytest.mark.host
@@ -34,16 +33,6 @@ class Vpn:
     server_public_key: str
 
 
-def socle_command(hosts_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the operator's `socle` command from the repository, on the test inventory."""
-    socle = Path(sys.executable).with_name("socle")
-    env = {**os.environ, "SOCLE_TEST_HOSTS": str(hosts_file)}
-    return subprocess.run(
-        [str(socle), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
-
-
 def add_pod_network(node: TestHost) -> None:
     """Stand in for the cluster's pod network: a namespace at 10.42.0.5 behind a veth."""
     node.exec(
@@ -58,15 +47,6 @@ def add_pod_network(node: TestHost) -> None:
 def remove_pod_network(node: TestHost) -> None:
     """Remove what ``add_pod_network`` made."""
     node.exec("ip netns del pod; ip link del vpod 2>/dev/null; true")
-
-
-def install_client_config(peer: TestHost, config: str) -> None:
-    """Install ``config`` as the peer's wg0 and (re)start it, as an admin would."""
-    encoded = base64.b64encode(config.encode()).decode()
-    peer.exec(
-        f"umask 077 && mkdir -p /etc/wireguard && echo {encoded} | base64 -d "
-        "> /etc/wireguard/wg0.conf && systemctl restart wg-quick@wg0"
-    )
 
 
 @pytest.fixture(scope="module")

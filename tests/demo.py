@@ -1,0 +1,187 @@
+"""Deploy the platform into a local test host and print the proof of each phase.
+
+    sudo scripts/demo.sh            # set-up, then this
+    python -m tests.demo [--keep]
+
+Three containers play the parts: `node` (the VPS), `admin` (an admin's laptop on the
+VPN) and `outsider` (anyone on the internet). The node's PostgreSQL is a stand-in (a real
+server on the node): production runs it in k3s, which cannot run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
+from tests.hosts.admin import connect_admin, new_admin_key
+from tests.hosts.probes import (
+    key_login,
+    password_login,
+    scan_tcp,
+    start_listener,
+    stop_listener,
+    tcp_answers,
+    wait_until,
+)
+from tests.sops_files import write_sops_file
+
+VPN_ADDRESS = "10.8.0.1"
+
+
+def say(line: str = "") -> None:
+    """Print one line of the demo's report."""
+    print(line, flush=True)
+
+
+def check(label: str, ok: bool, detail: str = "") -> bool:
+    """Print a proof line, PASS or FAIL, and return whether it held."""
+    say(f"  [{'PASS' if ok else 'FAIL'}] {label}" + (f": {detail}" if detail else ""))
+    return ok
+
+
+def pyinfra(hosts_file: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `pyinfra inventories/test.py ARGS -y` as a user would, its output shown live."""
+    argv = [str(Path(sys.executable).with_name("pyinfra")), "inventories/test.py", *args, "-y"]
+    say(f"$ pyinfra inventories/test.py {' '.join(args)}")
+    env = {**os.environ, "SOCLE_TEST_HOSTS": str(hosts_file)}
+    proc = subprocess.run(
+        argv, cwd=REPO_ROOT, env=env, text=True, check=False,
+        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"the deploy failed (exit {proc.returncode}): {proc.stderr or ''}")
+    return proc
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """Return the value of sample ``name`` with ``labels`` in exposition ``text``, if any."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def main() -> int:
+    """Bring the hosts up, deploy every phase, print the proofs; exit 1 if one failed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the hosts running (python -m tests.harness down removes them)")
+    args = parser.parse_args()
+    results: list[bool] = []
+    harness = Harness(detached=args.keep)
+    workdir = Path(tempfile.mkdtemp(prefix="socle-demo-"))
+    try:
+        say("== test hosts: node (the VPS), admin (on the VPN), outsider (the internet)")
+        node = harness.start("node")
+        admin = harness.start("admin")
+        outsider = harness.start("outsider")
+        password = secrets.token_urlsafe(18)
+        sops_file, age_key = write_sops_file(workdir, {"postgres_password": password})
+        os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
+        admin_key, admin_public = new_admin_key(workdir)
+        data = {
+            "wireguard_peers": [
+                {"name": "admin", "public_key": admin_public, "address": "10.8.0.2"}
+            ],
+            "standin_postgres_password": password,
+            "agent_secrets": [
+                {"path": "/etc/socle/postgres-password", "sops_file": str(sops_file),
+                 "key": "postgres_password"},
+            ],
+        }  # fmt: skip
+        hosts_file = harness.write_hosts_file(
+            DEFAULT_CACHE_DIR / "hosts.json" if args.keep else workdir / "hosts.json",
+            [node], data={"node": data},
+        )  # fmt: skip
+
+        say("\n== stand-in for the cluster's PostgreSQL (test hosts have no k3s)")
+        pyinfra(hosts_file, "tests/hosts/deploys/postgres_standin.py", quiet=True)
+        say("\n== the platform")
+        started = time.monotonic()
+        pyinfra(hosts_file, "deploys/all.py")
+        first_run_s = time.monotonic() - started
+
+        say(f"\n== proof (first run of deploys/all.py took {first_run_s:.1f} s)")
+        say("phase 1, baseline, seen from the outsider:")
+        open_ports = scan_tcp(outsider, node.address)
+        results.append(check("TCP ports open among all 65535", open_ports == [22], str(open_ports)))
+        refused = password_login(node.address, "ubuntu", "ubuntu").returncode != 0
+        results.append(check("password login as ubuntu refused", refused))
+        root = key_login(node.address, "root", str(node.key_path)).returncode != 0
+        results.append(check("root login refused, even with a key", root))
+
+        say("phase 2, WireGuard, from the admin's machine:")
+        connect_admin(hosts_file, admin, admin_key)
+        start_listener(node, [6443])
+        try:
+            wait_until(lambda: tcp_answers(admin, VPN_ADDRESS, 6443), "the tunnel", 60)
+            results.append(check("6443 (Kubernetes API) through the tunnel", True,
+                                 f"{VPN_ADDRESS}:6443 answers"))
+            public = tcp_answers(outsider, node.address, 6443)
+            results.append(check("6443 closed on the public address", not public))
+        finally:
+            stop_listener(node)
+        handshake = node.ssh("sudo wg show wg0 latest-handshakes").stdout.split()
+        results.append(check("handshake recorded on the node", len(handshake) == 2
+                             and int(handshake[1]) > 0))
+
+        say("phase 7, the agent: a backup, then a restore drill timed against the RTO:")
+        results.append(check("socle-agent active under systemd", node.ssh(
+            "systemctl is-active socle-agent", check=False).stdout.strip() == "active"))
+        backup = node.ssh("sudo socle-agent backup postgres", check=False)
+        results.append(check("socle-agent backup postgres", backup.returncode == 0,
+                             backup.stdout.strip().splitlines()[-1] if backup.stdout else
+                             backup.stderr.strip()))
+        drill = node.ssh("sudo socle-agent drill postgres", check=False)
+        results.append(check("socle-agent drill postgres", drill.returncode == 0,
+                             drill.stdout.strip().splitlines()[-1] if drill.stdout else
+                             drill.stderr.strip()))
+        metrics = admin.exec(["curl", "-sf", "--max-time", "5",
+                              f"http://{VPN_ADDRESS}:9464/metrics"], check=False).stdout
+        duration = metric(metrics, "socle_drill_last_duration_seconds", kind="postgres")
+        rto = metric(metrics, "socle_rto_target_seconds", kind="postgres")
+        passed = metric(metrics, "socle_drill_last_result", kind="postgres")
+        results.append(check("drill result in the metrics, read over the VPN", passed == 1.0,
+                             f"restored in {duration or 0:.2f} s, RTO {rto or 0:.0f} s"))
+        results.append(check("metrics closed on the public address",
+                             not tcp_answers(outsider, node.address, 9464)))
+
+        say("idempotence: a second run of every phase:")
+        second = pyinfra(hosts_file, "deploys/all.py", "--json", quiet=True)
+        changed = changed_operations(second.stdout or "")
+        results.append(check("second run changes nothing", changed == [], str(changed or "")))
+
+        say("reboot of the node:")
+        node.restart()
+        wait_until(lambda: node.ssh("systemctl is-active socle-agent wg-quick@wg0",
+                                    check=False).returncode == 0, "services after reboot", 120)
+        results.append(check("firewall, VPN and agent back", True))
+        results.append(check("still only 22 open from outside", scan_tcp(outsider, node.address)
+                             == [22]))
+        wait_until(lambda: tcp_answers(admin, VPN_ADDRESS, 9464), "metrics after reboot", 120)
+        results.append(check("metrics over the VPN after the reboot", True))
+    finally:
+        os.environ.pop("SOPS_AGE_KEY_FILE", None)
+        if not args.keep:
+            harness.close()
+    passed_count = sum(results)
+    say(f"\n{passed_count} passed, {len(results) - passed_count} failed")
+    if args.keep:
+        say(json.dumps({h.name: h.address for h in harness.hosts.values()}))
+        say("hosts kept: pyinfra inventories/test.py ...; python -m tests.harness down")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
