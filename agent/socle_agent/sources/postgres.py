@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -611,6 +611,17 @@ class DrillReport:
     duration: float
     problems: tuple[str, ...]
     over_rto: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """E.g. "app-20261126T023000Z passed in 8.7 s (checksum 0.3 s, restore 8.2 s, ...)".
+
+        The duration runs to the end of the checks; dropping the scratch database after
+        them is shown apart, as it is no part of a real restore.
+        """
+        verdict = "FAILED" if self.problems else "passed"
+        steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items())
+        return f"{self.backup_id} {verdict} in {self.duration:.1f} s ({steps})"
 
 
 def compare_counts(expected: dict[str, int], found: dict[str, int]) -> list[str]:
@@ -659,31 +670,55 @@ def drill_backup(
     manifest = backup.manifest
     database = manifest.subject
     started = time.monotonic()
-    problems = [f"checksum: {p}" for p in verify_files(backup.path, manifest)]
+    phases: dict[str, float] = {}
+    with _timed(phases, "checksum"):
+        problems = [f"checksum: {p}" for p in verify_files(backup.path, manifest)]
     if not problems:
         scratch = _scratch_name(config, database)
         try:
-            drop_database(connection, scratch)
-            create_database(connection, scratch)
-            try:
-                restore_dump(context, connection, backup, scratch, config.drill.restore_jobs)
-            except PostgresError as exc:
-                problems.append(f"restore: {exc}")
+            with _timed(phases, "restore"):
+                drop_database(connection, scratch)
+                create_database(connection, scratch)
+                try:
+                    restore_dump(context, connection, backup, scratch, config.drill.restore_jobs)
+                except PostgresError as exc:
+                    problems.append(f"restore: {exc}")
             if not problems:
-                with connect(connection, scratch, section, context.cancel) as conn:
+                with (
+                    _timed(phases, "compare"),
+                    connect(connection, scratch, section, context.cancel) as conn,
+                ):
                     found = row_counts(conn)
                     problems += compare_counts(manifest.details.get("row_counts", {}), found)
                     checks = [c for c in config.drill.checks if c.database == database]
                     conn.rollback()
                     conn.autocommit = True
                     problems += run_checks(conn, checks)
+            # What a real restore would take: the drop below is the drill's own tidying.
+            duration = time.monotonic() - started
         finally:
-            drop_database(connection, scratch)
-    duration = time.monotonic() - started
+            with _timed(phases, "drop"):
+                drop_database(connection, scratch)
+    else:
+        duration = time.monotonic() - started
     target = config.drill.rto_seconds.get(KIND)
     return DrillReport(
-        manifest.id, database, duration, tuple(problems), target is not None and duration > target
+        manifest.id,
+        database,
+        duration,
+        tuple(problems),
+        target is not None and duration > target,
+        phases,
     )
+
+
+@contextlib.contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = time.monotonic() - start
 
 
 def mark_verified(backup: catalogue.Backup) -> None:
@@ -710,13 +745,7 @@ def drill_job(context: JobContext) -> JobOutcome:
     for backup in newest.values():
         context.check_cancel()
         report = drill_backup(context, connection, backup)
-        log.info(
-            "drill of %s: %s in %.1f s%s",
-            report.backup_id,
-            "FAILED" if report.problems else "passed",
-            report.duration,
-            "; " + "; ".join(report.problems) if report.problems else "",
-        )
+        log.info("drill: %s%s", report.describe(), "; ".join(("", *report.problems)))
         if not report.problems:
             mark_verified(backup)
         reports.append(report)
@@ -726,7 +755,7 @@ def drill_job(context: JobContext) -> JobOutcome:
         raise DrillFailed(KIND, " | ".join(failed), duration)
     slow = [r.backup_id for r in reports if r.over_rto]
     note = f", over the RTO target of {config.drill.rto_seconds[KIND]:.0f} s" if slow else ""
-    summary = ", ".join(f"{r.backup_id} passed in {r.duration:.1f} s" for r in reports) + note
+    summary = ", ".join(r.describe() for r in reports) + note
     return JobOutcome(summary=summary, drill=DrillRecord(KIND, True, duration, note.strip(", ")))
 
 
