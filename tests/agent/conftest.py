@@ -7,10 +7,13 @@ socket in that directory and TCP on a free port of 127.0.0.1; as root it runs as
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
@@ -22,6 +25,9 @@ import pytest
 from tests.agent.pgcluster import PG_BIN, PgCluster, free_port
 
 __all__ = ["PG_BIN", "PgCluster", "free_port"]
+
+AGENT = str(Path(sys.executable).with_name("socle-agent"))
+
 
 def make_cluster() -> PgCluster:
     """A new cluster in a fresh temporary directory (call `destroy` when done)."""
@@ -209,3 +215,39 @@ def big_db(pg: PgCluster) -> str:
     pg.psql("create database big")
     pg.psql(BIG_SQL.format(rows=60000), "big")
     return "big"
+
+
+@pytest.fixture()
+def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mount a real small filesystem (tmpfs of the given MiB) under tmp_path; needs root."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a small filesystem needs root")
+    mounts: list[Path] = []
+
+    def mount(mebibytes: int) -> Path:
+        point = tmp_path / f"small{len(mounts)}"
+        point.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={mebibytes}m,mode=0700", "tmpfs", str(point)],
+            check=True,
+        )
+        mounts.append(point)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in mounts:
+            subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free on the filesystem holding `path`."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def partial_dump_growing(backup_dir: Path) -> bool:
+    """Whether a PostgreSQL dump is being written and has passed 1 MiB."""
+    dumps = list((backup_dir / "postgres").glob("*.partial/dump"))
+    return bool(dumps) and dumps[0].stat().st_size > (1 << 20)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.agent.conftest import (
+    AGENT,
     Mailbox,
     PgCluster,
     config_text,
@@ -14,8 +14,6 @@ from tests.agent.conftest import (
     write_config,
 )
 from tests.agent.test_catalogue import make_backup
-
-AGENT = str(Path(sys.executable).with_name("socle-agent"))
 
 
 def agent(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

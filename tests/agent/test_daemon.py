@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,15 @@ from socle_agent.config import load_config
 from socle_agent.daemon import Daemon
 from socle_agent.state import load_state, save_state
 
-from tests.agent.conftest import PgCluster, config_text, free_port, wait_for, write_config
-
-AGENT = str(Path(sys.executable).with_name("socle-agent"))
+from tests.agent.conftest import (
+    AGENT,
+    PgCluster,
+    config_text,
+    free_port,
+    partial_dump_growing,
+    wait_for,
+    write_config,
+)
 
 
 class Notifications:
@@ -121,11 +126,7 @@ def test_sigterm_during_a_dump_aborts_it_cleanly(
     config = load_config(config_path)
     agent = start_agent(config_path, notifications)
     try:
-        def dump_growing() -> bool:
-            dumps = list((config.agent.backup_dir / "postgres").glob("*.partial/dump"))
-            return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
-
-        wait_for(dump_growing, timeout=120)
+        wait_for(lambda: partial_dump_growing(config.agent.backup_dir), timeout=120)
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
     finally:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,41 +13,31 @@ MIB = 1 << 20
 
 
 @pytest.fixture()
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs (needs root to mount)."""
-    if os.geteuid() != 0:
-        pytest.fail("mounting a small filesystem needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)],
-                   check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
+def eight_mib(small_fs: Callable[[int], Path]) -> Path:
+    return small_fs(8)
 
 
-def test_disk_usage_of_small_fs_gives_its_size(small_fs: Path) -> None:
-    usage = disk_usage(small_fs)
+def test_disk_usage_of_small_fs_gives_its_size(eight_mib: Path) -> None:
+    usage = disk_usage(eight_mib)
     assert usage.size_bytes == 8 * MIB
     assert usage.free_bytes == 8 * MIB
     assert usage.free_ratio == 1.0
 
 
-def test_check_fits_counts_reserve_by_ratio_and_bytes(small_fs: Path) -> None:
+def test_check_fits_counts_reserve_by_ratio_and_bytes(eight_mib: Path) -> None:
     by_ratio = DiskSection(min_free_ratio=0.5, min_free_bytes=0)
-    assert check_fits(small_fs, 3 * MIB, by_ratio).fits
-    refused = check_fits(small_fs, 5 * MIB, by_ratio)
+    assert check_fits(eight_mib, 3 * MIB, by_ratio).fits
+    refused = check_fits(eight_mib, 5 * MIB, by_ratio)
     assert not refused.fits
     assert f"must leave {4 * MIB} free" in refused.reason
     by_bytes = DiskSection(min_free_ratio=0.0, min_free_bytes=7 * MIB)
-    assert not check_fits(small_fs, 2 * MIB, by_bytes).fits
+    assert not check_fits(eight_mib, 2 * MIB, by_bytes).fits
 
 
-def test_check_mounts_sees_a_filling_disk(small_fs: Path) -> None:
-    disk = DiskSection(mounts=(small_fs,), min_free_ratio=0.25)
+def test_check_mounts_sees_a_filling_disk(eight_mib: Path) -> None:
+    disk = DiskSection(mounts=(eight_mib,), min_free_ratio=0.25)
     assert all(v.fits for v in check_mounts(disk))
-    (small_fs / "filler").write_bytes(b"\0" * (7 * MIB))
+    (eight_mib / "filler").write_bytes(b"\0" * (7 * MIB))
     [verdict] = check_mounts(disk)
     assert not verdict.fits and verdict.usage.free_bytes <= MIB
 

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from socle_agent.config import load_config
 from socle_agent.jobs import registry, resource_locks, run_job
 from socle_agent.state import load_state
 
 from tests.agent.conftest import Mailbox, config_text, mail_toml, write_config
 from tests.agent.test_catalogue import make_backup
-
-
-@pytest.fixture()
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs (needs root to mount)."""
-    if os.geteuid() != 0:
-        pytest.fail("mounting a small filesystem needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_registry_has_builtin_and_source_jobs() -> None:
@@ -49,12 +32,13 @@ def test_run_job_with_resource_held_elsewhere_is_busy_and_records_nothing(
 
 
 def test_disk_check_mails_once_when_short_and_once_when_recovered(
-    tmp_path: Path, small_fs: Path, smtp: Mailbox
+    tmp_path: Path, small_fs: Callable[[int], Path], smtp: Mailbox
 ) -> None:
-    extra = mail_toml(smtp) + f'\n[disk]\nmounts = ["{small_fs}"]\nmin_free_ratio = 0.5\n'
+    mount = small_fs(4)
+    extra = mail_toml(smtp) + f'\n[disk]\nmounts = ["{mount}"]\nmin_free_ratio = 0.5\n'
     config = load_config(write_config(tmp_path, config_text(tmp_path, extra=extra)))
     assert run_job("disk_check", config).status == "ok"
-    filler = small_fs / "filler"
+    filler = mount / "filler"
     filler.write_bytes(b"\0" * (3 << 20))
     for _ in range(3):
         result = run_job("disk_check", config)
@@ -71,10 +55,11 @@ def test_disk_check_mails_once_when_short_and_once_when_recovered(
 
 
 def test_mail_not_delivered_is_tried_again_on_the_next_run(
-    tmp_path: Path, small_fs: Path, smtp: Mailbox
+    tmp_path: Path, small_fs: Callable[[int], Path], smtp: Mailbox
 ) -> None:
-    disk = f'\n[disk]\nmounts = ["{small_fs}"]\nmin_free_ratio = 0.9\n'
-    (small_fs / "filler").write_bytes(b"\0" * (1 << 20))
+    mount = small_fs(4)
+    disk = f'\n[disk]\nmounts = ["{mount}"]\nmin_free_ratio = 0.9\n'
+    (mount / "filler").write_bytes(b"\0" * (1 << 20))
     unreachable = mail_toml(smtp).replace(str(smtp.port), "1")
     path = write_config(tmp_path, config_text(tmp_path, extra=unreachable + disk))
     assert run_job("disk_check", load_config(path)).status == "failed"

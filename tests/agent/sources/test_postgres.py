@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,18 +23,19 @@ from socle_agent.sources.postgres import (
 from socle_agent.state import load_state
 
 from tests.agent.conftest import (
+    AGENT,
     PG_BIN,
     Mailbox,
     PgCluster,
     config_text,
+    free_bytes,
     mail_toml,
     make_cluster,
+    partial_dump_growing,
     wait_for,
     write_config,
 )
 from tests.agent.sources.kube_standin import CoreV1ApiStandIn, secret, service
-
-AGENT = str(Path(sys.executable).with_name("socle-agent"))
 
 
 def agent_config(tmp_path: Path, pg: PgCluster, password_file: Path, extra: str = "",
@@ -196,11 +195,7 @@ def test_sigkill_mid_dump_promotes_nothing_and_loses_nothing(
     agent = subprocess.Popen([AGENT, "--config", str(path), "backup", "postgres"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def partial_dump_growing() -> bool:
-            dumps = list(_dump_dir(config).glob("*.partial/dump"))
-            return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
-
-        wait_for(partial_dump_growing, timeout=120)
+        wait_for(lambda: partial_dump_growing(config.agent.backup_dir), timeout=120)
         agent.send_signal(signal.SIGKILL)
     finally:
         agent.wait()
@@ -213,25 +208,11 @@ def test_sigkill_mid_dump_promotes_nothing_and_loses_nothing(
     assert len(catalogue.list_backups(config.agent.backup_dir)) == 2
 
 
-@pytest.fixture()
-def small_backup_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs to hold the backups (needs root to mount)."""
-    if os.geteuid() != 0:
-        pytest.fail("mounting a small filesystem needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount)],
-                   check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 def test_full_disk_fails_cleanly_and_keeps_earlier_backups(
     tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path,
-    small_backup_fs: Path, smtp: Mailbox
+    small_fs: Callable[[int], Path], smtp: Mailbox
 ) -> None:
+    small_backup_fs = small_fs(3)
     # The guard lets the dump start (it expects half the last size and wants no reserve),
     # so the filesystem really fills up during the write.
     extra = mail_toml(smtp) + "\n[disk]\nmin_free_ratio = 0.0\ngrowth_factor = 0.5\n"
@@ -239,7 +220,7 @@ def test_full_disk_fails_cleanly_and_keeps_earlier_backups(
                           backup_dir=small_backup_fs / "backups")
     assert run_job("postgres_backup", config).status == "ok"
     [earlier] = catalogue.list_backups(config.agent.backup_dir)
-    free = os.statvfs(small_backup_fs).f_bavail * os.statvfs(small_backup_fs).f_frsize
+    free = free_bytes(small_backup_fs)
     leave = int(earlier.manifest.size_bytes * 0.7)
     (small_backup_fs / "filler").write_bytes(b"\0" * (free - leave))
 
@@ -255,13 +236,14 @@ def test_full_disk_fails_cleanly_and_keeps_earlier_backups(
 
 def test_disk_guard_refuses_a_backup_that_would_not_fit(
     tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path,
-    small_backup_fs: Path, smtp: Mailbox
+    small_fs: Callable[[int], Path], smtp: Mailbox
 ) -> None:
+    small_backup_fs = small_fs(3)
     config = agent_config(tmp_path, pg, pg_password_file, extra=mail_toml(smtp),
                           backup_dir=small_backup_fs / "backups")
     assert run_job("postgres_backup", config).status == "ok"
     [earlier] = catalogue.list_backups(config.agent.backup_dir)
-    free = os.statvfs(small_backup_fs).f_bavail * os.statvfs(small_backup_fs).f_frsize
+    free = free_bytes(small_backup_fs)
     (small_backup_fs / "filler").write_bytes(b"\0" * (free - earlier.manifest.size_bytes))
 
     result = run_job("postgres_backup", config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from socle_agent.jobs import run_job
 from socle_agent.manifest import file_entries, read_manifest
 from socle_agent.state import load_state
 
-from tests.agent.conftest import Mailbox, PgCluster, config_text, mail_toml, write_config
+from tests.agent.conftest import AGENT, Mailbox, PgCluster, config_text, mail_toml, write_config
 
-AGENT = str(Path(sys.executable).with_name("socle-agent"))
 CHECKS = """
 [drill]
 rto_seconds = { postgres = 3600 }
