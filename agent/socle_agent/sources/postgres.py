@@ -150,21 +150,39 @@ def connection_from_cluster(kube: KubernetesConnection, user: str, api: Any) -> 
     return Connection(host, int(ports[0].port), user, decoded(kube.password_key))
 
 
+@dataclass(frozen=True)
+class ClientEnv:
+    """Environment and inherited descriptors for the PostgreSQL programs the agent runs."""
+
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+
+    def popen(self) -> dict[str, Any]:
+        """Keyword arguments for subprocess: `env` and `pass_fds`."""
+        return {"env": self.env, "pass_fds": self.pass_fds}
+
+
 @contextlib.contextmanager
-def client_env(connection: Connection) -> Iterator[dict[str, str]]:
-    """Environment for PostgreSQL programs: the password in a private, temporary passfile."""
+def client_env(connection: Connection) -> Iterator[ClientEnv]:
+    """The password for PostgreSQL programs in an anonymous in-memory passfile.
+
+    Nothing reaches a command line, the environment or the disk, so a killed agent
+    leaves no password behind; the programs read the file through /proc/self/fd.
+    """
     env = dict(os.environ)
     if connection.password is None:
-        yield env
+        yield ClientEnv(env)
         return
-    with tempfile.TemporaryDirectory(prefix="socle-pg-") as tmp:
-        passfile = Path(tmp) / "pgpass"
-        escaped = connection.password.replace("\\", "\\\\").replace(":", "\\:")
-        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"*:*:*:*:{escaped}\n")
-        env["PGPASSFILE"] = str(passfile)
-        yield env
+    escaped = connection.password.replace("\\", "\\\\").replace(":", "\\:")
+    fd = os.memfd_create("pgpass", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, f"*:*:*:*:{escaped}\n".encode())
+        # libpq ignores a passfile that others could read.
+        os.fchmod(fd, 0o600)
+        env["PGPASSFILE"] = f"/proc/self/fd/{fd}"
+        yield ClientEnv(env, (fd,))
+    finally:
+        os.close(fd)
 
 
 def connect(
@@ -231,7 +249,7 @@ def program_version(section: PostgresSection, program: str) -> str:
 
 def _stream(
     argv: list[str],
-    env: dict[str, str],
+    client: ClientEnv,
     out: HashingWriter | None,
     context: JobContext,
     deadline: float,
@@ -243,7 +261,7 @@ def _stream(
             stdout=subprocess.PIPE if out else subprocess.DEVNULL,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            env=env,
+            **client.popen(),
         )
         try:
             if out is not None:
@@ -297,7 +315,7 @@ def _pump(
 def _dump_files(
     context: JobContext,
     argv: list[str],
-    env: dict[str, str],
+    client: ClientEnv,
     partial: Path,
     files: list[FileEntry],
     deadline: float,
@@ -307,13 +325,13 @@ def _dump_files(
     assert section is not None
     if section.format == "custom":
         with HashingWriter(partial / "dump") as out:
-            _stream([*argv, "--format=custom"], env, out, context, deadline)
+            _stream([*argv, "--format=custom"], client, out, context, deadline)
         files.append(out.entry("dump"))
         return
     target = partial / "dump"
     _stream(
         [*argv, "--format=directory", f"--jobs={section.jobs}", f"--file={target}"],
-        env,
+        client,
         None,
         context,
         deadline,
@@ -326,19 +344,41 @@ def _dump_files(
 
 
 class _Counter(threading.Thread):
-    """Counts rows in the exported snapshot while pg_dump streams the same snapshot."""
+    """Counts rows in the exported snapshot while pg_dump streams the same snapshot.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    It has its own connection, importing the snapshot, so no connection is shared
+    between threads; `stop` cancels its query from another thread.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], snapshot: str) -> None:
         super().__init__(name="row-counts", daemon=True)
         self.conn = conn
+        self.snapshot = snapshot
         self.counts: dict[str, int] = {}
         self.error: Exception | None = None
 
     def run(self) -> None:
         try:
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
+            self.conn.execute(
+                sql.SQL("set transaction snapshot {}").format(sql.Literal(self.snapshot))
+            )
             self.counts = row_counts(self.conn)
+            self.conn.rollback()
         except Exception as exc:
             self.error = exc
+
+    def stop(self, other: psycopg.Connection[Any]) -> None:
+        """Cancel the counting (pg_dump failed or the agent is stopping) and wait for it.
+
+        The cancel goes through `other`, an idle connection, as plain SQL: it needs no
+        extra connection and cannot wait on the busy one.
+        """
+        if self.is_alive():
+            with contextlib.suppress(psycopg.Error):
+                other.execute("select pg_cancel_backend(%s)", (self.conn.info.backend_pid,))
+        self.join()
 
     def result(self) -> dict[str, int]:
         """The counts, once the thread is done; raises what the counting raised."""
@@ -401,9 +441,10 @@ def _dump_into(
     files: list[FileEntry] = []
     with (
         connect(connection, database, section, context.cancel) as conn,
-        client_env(connection) as env,
+        client_env(connection) as client,
     ):
-        conn.execute("begin isolation level repeatable read read only")
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
         snapshot = conn.execute("select pg_export_snapshot()").fetchone()
         server_version = conn.execute("show server_version").fetchone()
         assert snapshot is not None and server_version is not None
@@ -416,16 +457,15 @@ def _dump_into(
         ]
         # The exported snapshot lives as long as this transaction: row counts taken in it
         # describe exactly what pg_dump dumps. They are counted while pg_dump streams.
-        counter = _Counter(conn)
-        counter.start()
-        try:
-            _dump_files(context, argv, env, partial, files, deadline)
-        finally:
-            if counter.is_alive():
-                # pg_dump failed or was stopped: stop counting too, then report.
-                conn.cancel_safe()
-                counter.join()
-        counts = counter.result()
+        with connect(connection, database, section, context.cancel) as count_conn:
+            counter = _Counter(count_conn, snapshot[0])
+            counter.start()
+            try:
+                _dump_files(context, argv, client, partial, files, deadline)
+            except BaseException:
+                counter.stop(conn)
+                raise
+            counts = counter.result()
         conn.rollback()
         if section.dump_roles:
             globals_argv = [
@@ -437,7 +477,7 @@ def _dump_into(
             if section.roles_without_passwords:
                 globals_argv.append("--no-role-passwords")
             with HashingWriter(partial / "globals.sql") as out:
-                _stream(globals_argv, env, out, context, deadline)
+                _stream(globals_argv, client, out, context, deadline)
             files.append(out.entry("globals.sql"))
     return Manifest(
         id=backup_id,
@@ -555,22 +595,22 @@ def restore_dump(
     ]
     if not keep_owners:
         argv += ["--no-owner", "--no-acl"]
-    with client_env(connection) as env:
+    with client_env(connection) as client:
         total = 0
         if progress is not None:
             listing = subprocess.run(
                 [section.command("pg_restore"), "--list", str(dump)],
-                capture_output=True, text=True, env=env,
+                capture_output=True, text=True, **client.popen(),
             )
             total = sum(1 for line in listing.stdout.splitlines() if line[:1].isdigit())
             argv.append("--verbose")
         deadline = time.monotonic() + section.timeout_seconds
-        _run_with_lines([*argv, str(dump)], env, context, deadline, progress, total)
+        _run_with_lines([*argv, str(dump)], client, context, deadline, progress, total)
 
 
 def _run_with_lines(
     argv: list[str],
-    env: dict[str, str],
+    client: ClientEnv,
     context: JobContext,
     deadline: float,
     progress: Callable[[str], None] | None,
@@ -578,11 +618,11 @@ def _run_with_lines(
 ) -> None:
     """Run a program; pass its "processing item" lines to `progress`; raise on failure."""
     if progress is None:
-        _stream(argv, env, None, context, deadline)
+        _stream(argv, client, None, context, deadline)
         return
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        env=env, text=True,
+        text=True, **client.popen(),
     )
     assert process.stderr is not None
     tail: list[str] = []
@@ -848,11 +888,11 @@ def _restore(context: JobContext, backup: catalogue.Backup, args: argparse.Names
             print("this backup holds no roles (globals.sql)", file=sys.stderr)
             return 1
         print("restoring roles and tablespaces")
-        with client_env(connection) as env:
+        with client_env(connection) as client:
             done = subprocess.run(
                 [section.command("psql"), "-X", "-q", "--dbname", connection.conninfo("postgres"),
                  "-f", str(globals_file)],
-                capture_output=True, text=True, env=env,
+                capture_output=True, text=True, **client.popen(),
             )
         for line in done.stderr.splitlines():
             # A role that already exists is reported and left as it is.

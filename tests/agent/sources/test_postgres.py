@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from socle_agent import catalogue
 from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
-from socle_agent.jobs import JobContext, run_job
+from socle_agent.jobs import JobAborted, JobContext, run_job
 from socle_agent.manifest import verify_files
 from socle_agent.sources.postgres import (
     Connection,
@@ -282,3 +284,60 @@ def test_postgres_stopped_retries_then_mails_once_and_once_on_recovery(
                                    "[socle] postgres_backup recovered"]
     finally:
         cluster.destroy()
+
+
+def _rows_in_dump(dump: Path, table: str) -> int:
+    """Rows of `table` in a custom-format dump, read back with pg_restore."""
+    script = subprocess.run(
+        [str(PG_BIN / "pg_restore"), "--data-only", f"--table={table}", "-f", "-", str(dump)],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    start = next(i for i, line in enumerate(script) if line.startswith("COPY "))
+    return script.index("\\.", start) - start - 1
+
+
+def test_row_counts_are_taken_in_the_snapshot_pg_dump_dumps(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path
+) -> None:
+    pg.psql("create table if not exists ticks (n bigint)", "big")
+    text = config_text(tmp_path, pg, pg_password_file, databases=("big",))
+    text = text.replace("bin_dir", "compression = 9\nbin_dir")
+    config = load_config(write_config(tmp_path, text))
+    stop = threading.Event()
+
+    def write_ticks() -> None:
+        with psycopg.connect(host=str(pg.socket_dir), port=pg.port, user=pg.user, dbname="big",
+                             autocommit=True) as conn:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                conn.execute("insert into ticks values (%s)", (n,))
+
+    writer = threading.Thread(target=write_ticks)
+    writer.start()
+    try:
+        wait_for(lambda: pg.row_count("big", "ticks") > 100)
+        result = run_job("postgres_backup", config)
+    finally:
+        stop.set()
+        writer.join()
+    assert result.status == "ok", result.error
+    [backup] = catalogue.list_backups(config.agent.backup_dir)
+    counted = backup.manifest.details["row_counts"]["public.ticks"]
+    assert counted == _rows_in_dump(backup.path / "dump", "ticks")
+    assert counted < pg.row_count("big", "ticks")
+
+
+def test_dump_stopped_at_once_cancels_counting_and_leaves_nothing(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path
+) -> None:
+    config = agent_config(tmp_path, pg, pg_password_file, databases=("big",))
+    context = JobContext(config)
+    context.cancel.set()
+    connection = resolve_connection(config.postgres)  # type: ignore[arg-type]
+    with pytest.raises(JobAborted):
+        dump_database(context, connection, "big")
+    assert list(_dump_dir(config).iterdir()) == []
+    # Backends end just after their client closes; wait for them rather than race them.
+    wait_for(lambda: pg.psql("select count(*) from pg_stat_activity where datname = 'big'")
+             == "0")
