@@ -52,7 +52,7 @@ def _size(count: float | None) -> str:
 
 
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
-    """Print the verdict on the configuration (reaching here means it is valid)."""
+    """Validate the configuration and print the verdict."""
     print(f"{config.source}: configuration OK")
     return 0
 
@@ -159,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, func: Callable[[Config, argparse.Namespace], int], check: bool = True
+        name: str,
+        func: Callable[[Config, argparse.Namespace], int],
+        check: bool = True,
+        text: str = "",
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
+        sub = commands.add_parser(name, help=text or (func.__doc__ or "").splitlines()[0])
         sub.set_defaults(func=func, check_paths=check)
         return sub
 
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         kinds = sorted(job.rsplit("_", 1)[0] for job in jobs if job.endswith(f"_{action}"))
         if not kinds:
             continue
-        sub = add(action, cmd_job)
+        sub = add(action, cmd_job, text=f"{action} now, as the daemon would ({', '.join(kinds)})")
         per_kind = sub.add_subparsers(dest="kind", required=True, metavar="KIND")
         for kind in kinds:
             kind_parser = per_kind.add_parser(kind, help=f"{action} {kind} now")
