@@ -20,6 +20,8 @@ packages=(
     # real servers and clients used by the tests
     postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager
     openssh-client sshpass wireguard-tools iptables ufw netcat-openbsd
+    # tools the tests call: TLS certificates for the mail tests, unit checks, mounts
+    openssl systemd procps util-linux curl
     python3-venv git
 )
 missing=()
