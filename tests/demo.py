@@ -23,7 +23,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
-from tests.hosts.admin import connect_admin, new_admin_key
+from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key
 from tests.hosts.probes import (
     key_login,
     password_login,
@@ -90,16 +90,7 @@ def main() -> int:
         sops_file, age_key = write_sops_file(workdir, {"postgres_password": password})
         os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
         admin_key, admin_public = new_admin_key(workdir)
-        data = {
-            "wireguard_peers": [
-                {"name": "admin", "public_key": admin_public, "address": "10.8.0.2"}
-            ],
-            "standin_postgres_password": password,
-            "agent_secrets": [
-                {"path": "/etc/socle/postgres-password", "sops_file": str(sops_file),
-                 "key": "postgres_password"},
-            ],
-        }  # fmt: skip
+        data = agent_node_data(admin_public, password, sops_file)
         hosts_file = harness.write_hosts_file(
             DEFAULT_CACHE_DIR / "hosts.json" if args.keep else workdir / "hosts.json",
             [node], data={"node": data},

@@ -53,3 +53,20 @@ def connect_admin(hosts_file: Path, peer: TestHost, key_file: Path, name: str = 
     config = config_file.read_text()
     install_client_config(peer, config)
     return config
+
+
+def agent_node_data(
+    admin_public_key: str, postgres_password: str, sops_file: Path
+) -> dict[str, object]:
+    """Host data for a node running phases 1, 2 and 7: one admin peer, the PostgreSQL
+    stand-in's password, and the agent's password file from ``sops_file``."""
+    return {
+        "wireguard_peers": [
+            {"name": "admin", "public_key": admin_public_key, "address": "10.8.0.2"}
+        ],
+        "standin_postgres_password": postgres_password,
+        "agent_secrets": [
+            {"path": "/etc/socle/postgres-password", "sops_file": str(sops_file),
+             "key": "postgres_password"},
+        ],
+    }  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.hosts import Harness, TestHost, changed_operations
-from tests.hosts.admin import connect_admin, new_admin_key
+from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key
 from tests.hosts.probes import tcp_answers, wait_until
 from tests.sops_files import write_sops_file
 
@@ -44,16 +44,7 @@ def agent_node(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> It
     password = secrets.token_urlsafe(18)
     sops_file, key_file = write_sops_file(workdir, {"postgres_password": password})
     peer_key_file, peer_public_key = new_admin_key(workdir)
-    data: dict[str, object] = {
-        "wireguard_peers": [
-            {"name": "admin", "public_key": peer_public_key, "address": "10.8.0.2"}
-        ],
-        "standin_postgres_password": password,
-        "agent_secrets": [
-            {"path": "/etc/socle/postgres-password", "sops_file": str(sops_file),
-             "key": "postgres_password"},
-        ],
-    }  # fmt: skip
+    data = agent_node_data(peer_public_key, password, sops_file)
     hosts_file = harness.write_hosts_file(workdir / "hosts.json", [node], data={node.name: data})
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("SOPS_AGE_KEY_FILE", str(key_file))

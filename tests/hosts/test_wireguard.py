@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pyrage import x25519
 
-from socle.sops_secrets import sops_executable
 from socle.wireguard_keys import generate_private_key, public_key_of
 from tests.harness.hosts import Harness, TestHost, changed_operations
 from tests.hosts.admin import install_client_config, socle_command
 from tests.hosts.probes import start_listener, stop_listener, tcp_answers, wait_until
+from tests.sops_files import write_sops_file
 
 pytestmark = pytest.mark.host
 
@@ -190,21 +187,9 @@ def test_vpn_and_firewall_come_back_after_a_reboot(harness: Harness, vpn: Vpn) -
 
 @pytest.fixture
 def sops_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    identity = x25519.Identity.generate()
-    identity_file = tmp_path / "operator.age-key"
-    identity_file.write_text(str(identity) + "\n")
-    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(identity_file))
     private = generate_private_key()
-    plain = tmp_path / "wireguard.yaml"
-    plain.write_text(f"wireguard_private_key: {private}\n")
-    encrypted = subprocess.run(
-        [sops_executable(), "encrypt", "--age", str(identity.to_public()), str(plain)],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"},
-    ).stdout  # fmt: skip
-    plain.unlink()
-    sops_file = tmp_path / "wireguard.sops.yaml"
-    sops_file.write_text(encrypted)
+    sops_file, identity_file = write_sops_file(tmp_path, {"wireguard_private_key": private})
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(identity_file))
     return sops_file, private
 
 
