@@ -20,6 +20,7 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -608,6 +609,12 @@ def restore_dump(
         _run_with_lines([*argv, str(dump)], client, context, deadline, progress, total)
 
 
+# Serial steps say "processing item N WHAT", parallel ones "finished item N WHAT". The
+# workers and the leader share stderr and write a line in pieces, so a line can carry a
+# piece of another ("pg_restore: pg_restore: finished item ..."): search, don't anchor.
+_ITEM_DONE = re.compile(r"(?:processing|finished) item \d+ (.+?)(?:pg_restore: .*)?$")
+
+
 def _run_with_lines(
     argv: list[str],
     client: ClientEnv,
@@ -629,11 +636,10 @@ def _run_with_lines(
     done = 0
     for line in process.stderr:
         text = line.rstrip().removeprefix("pg_restore: ")
-        # Serial steps say "processing item", parallel ones "finished item".
-        marker = next((m for m in ("processing item ", "finished item ") if text.startswith(m)), "")
-        if marker:
+        item = _ITEM_DONE.search(text)
+        if item:
             done += 1
-            progress(f"[{done}/{total}] {text[len(marker):].split(' ', 1)[-1]}")
+            progress(f"[{done}/{total}] {item.group(1)}")
         elif not text.startswith(("launching item", "creating", "processing data", "executing")):
             tail = (tail + [text])[-20:]
     process.wait()
@@ -785,12 +791,6 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = time.monotonic() - start
 
 
-def mark_verified(backup: catalogue.Backup) -> None:
-    """Record in the manifest that the backup passed a drill (retention keeps the newest)."""
-    details = {**backup.manifest.details, "verified": time.time()}
-    write_manifest(backup.path, replace(backup.manifest, details=details))
-
-
 def drill_job(context: JobContext) -> JobOutcome:
     """Job postgres_drill: drill the newest backup of each database; fail if any fails."""
     config = context.config
@@ -811,7 +811,7 @@ def drill_job(context: JobContext) -> JobOutcome:
         report = drill_backup(context, connection, backup)
         log.info("drill: %s%s", report.describe(), "; ".join(("", *report.problems)))
         if not report.problems:
-            mark_verified(backup)
+            catalogue.mark_verified(backup)
         reports.append(report)
     duration = time.monotonic() - started
     failed = [f"{r.backup_id}: {'; '.join(r.problems)}" for r in reports if r.problems]
