@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from socle_agent.manifest import MANIFEST_NAME, Manifest, read_manifest
+from socle_agent.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from socle_agent.state import fsync_dir
 
 PARTIAL_SUFFIX = ".partial"
@@ -72,6 +73,17 @@ def newest(backup_dir: Path, kind: str, subject: str | None = None) -> Backup | 
     """The most recent complete backup of a kind (and subject), or None."""
     backups = list_backups(backup_dir, kind, subject)
     return backups[-1] if backups else None
+
+
+def mark_verified(backup: Backup, when: float | None = None) -> Backup:
+    """Record in the manifest that the backup passed a drill; returns the updated backup.
+
+    Retention never deletes the newest verified backup of a subject.
+    """
+    details = {**backup.manifest.details, "verified": time.time() if when is None else when}
+    manifest = replace(backup.manifest, details=details)
+    write_manifest(backup.path, manifest)
+    return Backup(backup.path, manifest)
 
 
 def remove_backup(backup: Backup) -> None:

@@ -4,6 +4,8 @@ Examples:
 
     socle-agent check-config
     socle-agent backup postgres --database app
+    socle-agent snapshot k3s
+    socle-agent drill k3s
     socle-agent list --kind postgres
     socle-agent prune --dry-run
     socle-agent run          # the daemon, as systemd starts it
@@ -67,7 +69,8 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 def cmd_job(config: Config, args: argparse.Namespace) -> int:
     """Run one job now (backup postgres, snapshot k3s, drill ...), as the daemon would."""
     job = f"{args.kind}_{args.action}"
-    options = {"database": getattr(args, "database", None)}
+    options = {"database": getattr(args, "database", None),
+               "snapshot": getattr(args, "snapshot", None)}
     result = run_job(job, config, options=options)
     if result.status == "ok":
         summary = result.outcome.summary if result.outcome else ""
@@ -182,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
             kind_parser.set_defaults(action=action)
             if kind == "postgres":
                 kind_parser.add_argument("--database", help="only this database")
+            if kind == "k3s" and action == "drill":
+                kind_parser.add_argument(
+                    "--snapshot", metavar="ID", help="this snapshot rather than the newest"
+                )
     restore = commands.add_parser("restore", help="restore a backup")
     restore_kinds = restore.add_subparsers(dest="kind", required=True, metavar="KIND")
     for name in SOURCE_MODULES:

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from socle_agent import __version__
 from socle_agent.config import Config, MetricsSection
 from socle_agent.diskguard import disk_usage, existing_ancestor
+from socle_agent.sources.k3s import datastore_sizes
 from socle_agent.state import State, load_state
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,16 @@ class AgentCollector(Collector):
         family = GaugeMetricFamily(
             "socle_k3s_datastore_bytes", "Size of k3s's SQLite datastore files.", labels=["file"]
         )
-        db_dir = self.config.k3s.server_dir / "db"
-        for name in ("state.db", "state.db-wal"):
-            try:
-                family.add_metric([name], (db_dir / name).stat().st_size)
-            except OSError:
-                continue
+        try:
+            sizes = datastore_sizes(self.config.k3s.server_dir)
+        except FileNotFoundError:
+            # no k3s on this node: no series rather than a made-up zero
+            sizes = {}
+        except OSError as exc:
+            log.warning("metrics: cannot measure k3s's datastore: %s", exc)
+            sizes = {}
+        for name, size in sorted(sizes.items()):
+            family.add_metric([name], size)
         yield family
 
 

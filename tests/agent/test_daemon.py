@@ -27,6 +27,7 @@ from tests.agent.conftest import (
     wait_for,
     write_config,
 )
+from tests.standins.k3s_datastore import create_datastore, make_server_dir
 
 
 class Notifications:
@@ -113,6 +114,48 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
     assert "STOPPING=1" in notifications.drain()
     _, stderr = agent.communicate()
     assert "postgres_backup: missed while the agent was down, running now" in stderr
+
+
+def test_run_with_k3s_jobs_scheduled_snapshots_and_drills_at_start(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    server_dir = tmp_path / "k3s" / "server"
+    config_file = tmp_path / "k3s" / "config.yaml"
+    create_datastore(server_dir / "db" / "state.db", rows=500)
+    make_server_dir(server_dir, config_file)
+    port = free_port()
+    text = config_text(tmp_path).replace("port = 0", f"port = {port}") + f"""
+[k3s]
+server_dir = "{server_dir}"
+config_file = "{config_file}"
+
+[schedule]
+k3s_snapshot = "every 6 hours"
+k3s_drill = "weekly on sunday at 05:00"
+"""
+    config_path = write_config(tmp_path, text)
+    config = load_config(config_path)
+    agent = start_agent(config_path, notifications)
+    try:
+        wait_for(lambda: "k3s" in load_state(config.agent.state_file).get("drills", {}))
+        metrics = scrape(port)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    _, stderr = agent.communicate()
+    assert "k3s_snapshot: missed while the agent was down, running now" in stderr
+    [backup] = catalogue.list_backups(config.agent.backup_dir, "k3s")
+    assert backup.manifest.details["verified"]
+    kind = (("kind", "k3s"),)
+    assert metrics[("socle_drill_last_result", kind)] == 1
+    assert metrics[("socle_backup_newest_timestamp_seconds", kind)] == backup.manifest.finished
+    assert metrics[("socle_job_last_status", (("job", "k3s_snapshot"),))] == 1
+    assert metrics[("socle_job_last_status", (("job", "k3s_drill"),))] == 1
+    assert metrics[("socle_k3s_datastore_bytes", (("file", "state.db"),))] == (
+        server_dir / "db" / "state.db").stat().st_size
 
 
 def test_sigterm_during_a_dump_aborts_it_cleanly(

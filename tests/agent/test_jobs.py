@@ -17,6 +17,8 @@ def test_registry_has_builtin_and_source_jobs() -> None:
     jobs = registry()
     assert {"disk_check", "prune", "postgres_backup"} <= set(jobs)
     assert jobs["postgres_backup"].resources == ("postgres",)
+    assert {"k3s_snapshot", "k3s_drill"} <= set(jobs)
+    assert jobs["k3s_snapshot"].resources == jobs["k3s_drill"].resources == ("k3s",)
 
 
 def test_run_job_with_resource_held_elsewhere_is_busy_and_records_nothing(

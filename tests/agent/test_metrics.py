@@ -81,3 +81,24 @@ def test_server_serves_the_metrics_over_http(tmp_path: Path) -> None:
     [status] = families["socle_job_last_status"].samples
     assert status.labels == {"job": "prune"} and status.value == 1
     assert "socle_job_failures" in families and "socle_agent_up" in families
+
+
+def test_registry_without_a_k3s_datastore_reports_no_datastore_series(tmp_path: Path) -> None:
+    extra = f'[k3s]\nserver_dir = "{tmp_path / "no-k3s-here"}"\n'
+    config = load_config(write_config(tmp_path, config_text(tmp_path, extra=extra)))
+    registry = build_registry(config)
+    samples = [s for m in registry.collect() if m.name == "socle_k3s_datastore_bytes"
+               for s in m.samples]
+    assert samples == []
+    assert registry.get_sample_value("socle_agent_up") == 1
+
+
+def test_registry_reports_a_missing_wal_as_zero_bytes(tmp_path: Path) -> None:
+    server = tmp_path / "k3s-server"
+    (server / "db").mkdir(parents=True)
+    (server / "db" / "state.db").write_bytes(b"x" * 8192)
+    extra = f'[k3s]\nserver_dir = "{server}"\n'
+    config = load_config(write_config(tmp_path, config_text(tmp_path, extra=extra)))
+    registry = build_registry(config)
+    assert registry.get_sample_value("socle_k3s_datastore_bytes", {"file": "state.db"}) == 8192
+    assert registry.get_sample_value("socle_k3s_datastore_bytes", {"file": "state.db-wal"}) == 0

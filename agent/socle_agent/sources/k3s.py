@@ -12,7 +12,13 @@ Snapshots live in the catalogue like every backup, `<backup_dir>/k3s/<id>/`:
     manifest.json     sha256 and size, k3s version, kine row count and highest
                       revision, sizes of the live state.db and its WAL, copy method
 
-Example:
+The agent's jobs and commands over these functions:
+
+    socle-agent snapshot k3s              # job k3s_snapshot: disk guard, snapshot, retention
+    socle-agent drill k3s                 # job k3s_drill: verify the newest snapshot
+    socle-agent restore k3s --snapshot ID # only with k3s stopped
+
+Example of the functions themselves:
 
     backup = take_snapshot(Path("/var/lib/rancher/k3s/server"),
                            Path("/etc/rancher/k3s/config.yaml"),
@@ -23,12 +29,15 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
+import logging
 import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -38,7 +47,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from socle_agent import catalogue
 from socle_agent.catalogue import PARTIAL_SUFFIX, Backup, kind_dir
+from socle_agent.config import Config
+from socle_agent.diskguard import DiskFull, check_fits
+from socle_agent.jobs import (
+    DrillFailed,
+    DrillRecord,
+    JobContext,
+    JobOutcome,
+    JobSpec,
+    prune_kind,
+    resource_locks,
+)
 from socle_agent.manifest import (
     HashingWriter,
     Manifest,
@@ -64,6 +85,10 @@ DATASTORE_FILES = ("state.db", "state.db-wal")
 # `systemctl is-active` states in which k3s may be writing to its datastore
 RUNNING_STATES = frozenset({"active", "activating", "deactivating", "reloading", "refreshing"})
 STOPPED_STATES = frozenset({"inactive", "failed"})
+# where a drill unpacks a snapshot: in the backup directory (the filesystem the disk guard
+# watches), named like a partial backup so a drill killed midway is tidied by the next job
+DRILL_SCRATCH = "drill-scratch" + PARTIAL_SUFFIX
+log = logging.getLogger(__name__)
 
 
 class K3sActiveError(RuntimeError):
@@ -510,3 +535,129 @@ def _restrict(path: Path) -> None:
     else:
         os.chmod(path, 0o600)
 
+
+
+def expected_snapshot_bytes(config: Config) -> int:
+    """Bytes a snapshot is expected to need in the backup directory, for the disk guard.
+
+    While it is taken, the uncompressed copy of the database (at most the live state.db
+    and its WAL) sits beside the archive being written; the archive is expected to be
+    the size of the previous one, or of the live datastore when there is none. Both are
+    taken with the configured growth factor.
+
+    Example: a 400 MB state.db, a 20 MB WAL, a previous archive of 60 MB and a growth
+    factor of 1.2 give (420 + 60) * 1.2 = 576 MB.
+    """
+    sizes = datastore_sizes(config.k3s.server_dir)
+    live = sizes["state.db"] + sizes["state.db-wal"]
+    previous = catalogue.newest(config.agent.backup_dir, KIND)
+    archive = previous.manifest.size_bytes if previous is not None else live
+    return int((live + archive) * config.disk.growth_factor)
+
+
+def snapshot_job(context: JobContext) -> JobOutcome:
+    """Job k3s_snapshot: check the disk, snapshot the datastore and server files, prune."""
+    config = context.config
+    section = config.k3s
+    db = datastore_path(section.server_dir)
+    if not db.is_file():
+        raise FileNotFoundError(f"no k3s datastore at {db} (is k3s with SQLite installed here?)")
+    catalogue.remove_partials(config.agent.backup_dir, KIND)
+    root = kind_dir(config.agent.backup_dir, KIND)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    verdict = check_fits(root, expected_snapshot_bytes(config), config.disk)
+    if not verdict.fits:
+        raise DiskFull(verdict.reason)
+    context.check_cancel()
+    options = SnapshotOptions(k3s_version=k3s_version())
+    backup = take_snapshot(section.server_dir, section.config_file, config.agent.backup_dir,
+                           options)
+    # retention only after a snapshot that succeeded, as for the dumps
+    prune_kind(config, KIND)
+    manifest = backup.manifest
+    details = manifest.details
+    return JobOutcome(
+        size_bytes=manifest.size_bytes,
+        summary=(
+            f"{manifest.id} ({manifest.size_bytes} bytes, {details['kine_rows']} rows up to "
+            f"revision {details['kine_max_revision']}, {details['method']} copy)"
+        ),
+    )
+
+
+def drill_job(context: JobContext) -> JobOutcome:
+    """Job k3s_drill: verify the newest snapshot (or `options["snapshot"]`), timed.
+
+    A snapshot that passes is marked verified, so retention keeps it; one that fails
+    fails the job with the reason, which goes to the state, the metrics and mail.
+    """
+    config = context.config
+    started = time.monotonic()
+    wanted = context.options.get("snapshot")
+    backup: Backup | None
+    if wanted:
+        try:
+            backup = catalogue.find_backup(config.agent.backup_dir, wanted, KIND)
+        except LookupError as exc:
+            raise DrillFailed(KIND, str(exc), time.monotonic() - started) from exc
+    else:
+        backup = catalogue.newest(config.agent.backup_dir, KIND)
+    if backup is None:
+        raise DrillFailed(KIND, "no snapshot to drill", time.monotonic() - started)
+    scratch = kind_dir(config.agent.backup_dir, KIND) / DRILL_SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    try:
+        result = verify_snapshot(backup.path, scratch_parent=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    duration = time.monotonic() - started
+    if not result.passed:
+        raise DrillFailed(KIND, f"{result.backup_id}: {result.reason}", duration)
+    catalogue.mark_verified(backup)
+    target = config.drill.rto_seconds.get(KIND)
+    slow = target is not None and duration > target
+    note = f"over the RTO target of {target:.0f} s" if slow else ""
+    summary = f"{result.backup_id} passed in {duration:.1f} s" + (f", {note}" if note else "")
+    return JobOutcome(summary=summary, drill=DrillRecord(KIND, True, duration, note))
+
+
+def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `socle-agent restore k3s`."""
+    parser.add_argument(
+        "--snapshot", required=True, metavar="ID", help="snapshot id (see `list --kind k3s`)"
+    )
+
+
+def restore(config: Config, args: argparse.Namespace) -> int:
+    """`socle-agent restore k3s`: put a snapshot back with k3s stopped; print what remains."""
+    section = config.k3s
+    try:
+        backup = catalogue.find_backup(config.agent.backup_dir, args.snapshot, KIND)
+    except LookupError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    with resource_locks(config.agent.lock_dir, (KIND,)) as acquired:
+        if not acquired:
+            print("another k3s job is running; try again later", file=sys.stderr)
+            return 75
+        print(f"checking {backup.manifest.id} and restoring it into {section.server_dir}")
+        try:
+            result = restore_snapshot(backup.path, section.server_dir, section.config_file)
+        except (K3sActiveError, K3sStateUnknownError) as exc:
+            print(f"refusing to restore: {exc}", file=sys.stderr)
+            return 1
+        except SnapshotInvalidError as exc:
+            print(f"refusing to restore a damaged snapshot: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"restore failed: {exc}", file=sys.stderr)
+            return 1
+    print(result.describe())
+    return 0
+
+
+JOBS = {
+    "k3s_snapshot": JobSpec(snapshot_job, (KIND,)),
+    "k3s_drill": JobSpec(drill_job, (KIND,)),
+}
