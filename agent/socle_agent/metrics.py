@@ -33,6 +33,10 @@ from socle_agent.state import State, load_state
 
 log = logging.getLogger(__name__)
 
+# The job's name goes in the label `task`, not `job`: Prometheus gives every scraped
+# series its own `job` (the scrape job, "socle-agent") and would rename ours
+# `exported_job`.
+TASK_LABEL = "task"
 # (metric name, key in the job's state record, help text)
 _JOB_GAUGES = (
     ("socle_job_last_success_timestamp_seconds", "last_success", "End of the last success."),
@@ -92,16 +96,20 @@ class AgentCollector(Collector):
 
     def _jobs(self, jobs: dict[str, Any]) -> Iterator[Metric]:
         for name, key, text in _JOB_GAUGES:
-            family = GaugeMetricFamily(name, text, labels=["job"])
+            family = GaugeMetricFamily(name, text, labels=[TASK_LABEL])
             for job, record in sorted(jobs.items()):
                 if record.get(key) is not None:
                     family.add_metric([job], float(record[key]))
             yield family
         status = GaugeMetricFamily(
-            "socle_job_last_status", "1 if the last run succeeded, 0 if it failed.", labels=["job"]
+            "socle_job_last_status",
+            "1 if the last run succeeded, 0 if it failed.",
+            labels=[TASK_LABEL],
         )
         failures = CounterMetricFamily(
-            "socle_job_failures", "Failed runs since the state file was created.", labels=["job"]
+            "socle_job_failures",
+            "Failed runs since the state file was created.",
+            labels=[TASK_LABEL],
         )
         for job, record in sorted(jobs.items()):
             if record.get("status") in ("ok", "failed"):

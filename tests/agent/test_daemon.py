@@ -96,14 +96,14 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
         wait_for(lambda: "disk_check" in load_state(config.agent.state_file)["jobs"])
         [backup] = catalogue.list_backups(config.agent.backup_dir)
         metrics = scrape(port)
-        job = (("job", "postgres_backup"),)
+        job = (("task", "postgres_backup"),)
         assert metrics[("socle_job_last_status", job)] == 1
         assert metrics[("socle_job_last_size_bytes", job)] == backup.manifest.size_bytes
         assert metrics[("socle_job_last_success_timestamp_seconds", job)] == (
             state["jobs"]["postgres_backup"]["last_success"])
         assert metrics[("socle_job_failures_total", job)] == 0
         assert metrics[("socle_backup_retained", (("kind", "postgres"),))] == 1
-        assert metrics[("socle_job_last_status", (("job", "disk_check"),))] == 1
+        assert metrics[("socle_job_last_status", (("task", "disk_check"),))] == 1
         wait_for(lambda: notifications.seen("WATCHDOG=1"))
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
@@ -152,8 +152,8 @@ k3s_drill = "weekly on sunday at 05:00"
     kind = (("kind", "k3s"),)
     assert metrics[("socle_drill_last_result", kind)] == 1
     assert metrics[("socle_backup_newest_timestamp_seconds", kind)] == backup.manifest.finished
-    assert metrics[("socle_job_last_status", (("job", "k3s_snapshot"),))] == 1
-    assert metrics[("socle_job_last_status", (("job", "k3s_drill"),))] == 1
+    assert metrics[("socle_job_last_status", (("task", "k3s_snapshot"),))] == 1
+    assert metrics[("socle_job_last_status", (("task", "k3s_drill"),))] == 1
     assert metrics[("socle_k3s_datastore_bytes", (("file", "state.db"),))] == (
         server_dir / "db" / "state.db").stat().st_size
 

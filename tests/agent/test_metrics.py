@@ -24,7 +24,7 @@ def test_registry_reports_jobs_backups_drills_targets_disks(tmp_path: Path) -> N
     config = load_config(write_config(tmp_path, config_text(tmp_path, extra=EXTRA)))
     registry = build_registry(config)
     assert registry.get_sample_value("socle_agent_info", {"version": __version__}) == 1
-    assert registry.get_sample_value("socle_job_last_status", {"job": "postgres_backup"}) is None
+    assert registry.get_sample_value("socle_job_last_status", {"task": "postgres_backup"}) is None
     save_state(config.agent.state_file, {
         "jobs": {
             "postgres_backup": {"last_run": 200.0, "last_success": 100.0, "duration": 12.5,
@@ -33,7 +33,7 @@ def test_registry_reports_jobs_backups_drills_targets_disks(tmp_path: Path) -> N
         "backups": {"postgres": {"retained": 3, "newest_end": 99.0}},
         "drills": {"postgres": {"result": "pass", "duration": 42.0}},
     })
-    job = {"job": "postgres_backup"}
+    job = {"task": "postgres_backup"}
     assert registry.get_sample_value("socle_job_last_status", job) == 0
     assert registry.get_sample_value("socle_job_failures_total", job) == 2
     assert registry.get_sample_value("socle_job_last_success_timestamp_seconds", job) == 100
@@ -79,7 +79,7 @@ def test_server_serves_the_metrics_over_http(tmp_path: Path) -> None:
         server.server_close()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     [status] = families["socle_job_last_status"].samples
-    assert status.labels == {"job": "prune"} and status.value == 1
+    assert status.labels == {"task": "prune"} and status.value == 1
     assert "socle_job_failures" in families and "socle_agent_up" in families
 
 
@@ -102,3 +102,17 @@ def test_registry_reports_a_missing_wal_as_zero_bytes(tmp_path: Path) -> None:
     registry = build_registry(config)
     assert registry.get_sample_value("socle_k3s_datastore_bytes", {"file": "state.db"}) == 8192
     assert registry.get_sample_value("socle_k3s_datastore_bytes", {"file": "state.db-wal"}) == 0
+
+
+def test_no_series_carries_the_labels_prometheus_sets_itself(tmp_path: Path) -> None:
+    """`job` and `instance` are the scrape's: an exposed one would become `exported_job`."""
+    config = load_config(write_config(tmp_path, config_text(tmp_path, extra=EXTRA)))
+    save_state(config.agent.state_file, {
+        "jobs": {"prune": {"status": "ok", "last_run": 5.0, "last_success": 5.0}},
+        "backups": {"k3s": {"retained": 1, "newest_end": 4.0}},
+        "drills": {"k3s": {"result": "pass", "duration": 1.0}},
+    })
+    samples = [s for m in build_registry(config).collect() for s in m.samples]
+    assert len(samples) > 10
+    assert [s for s in samples if {"job", "instance"} & set(s.labels)] == []
+    assert {s.labels["task"] for s in samples if s.name.startswith("socle_job_")} == {"prune"}

@@ -110,7 +110,7 @@ def test_metrics_reach_admins_over_the_vpn_only(agent_node: AgentNode) -> None:
 
     metrics = metrics_from(peer)
 
-    assert 'socle_job_last_status{job="postgres_backup"} 1.0' in metrics
+    assert 'socle_job_last_status{task="postgres_backup"} 1.0' in metrics
     assert "socle_agent_info" in metrics
     assert not tcp_answers(peer, node.address, 9464)
 
@@ -151,4 +151,4 @@ def test_agent_comes_back_after_a_reboot(agent_node: AgentNode) -> None:
         "socle-agent active after the reboot",
     )
     wait_until(lambda: tcp_answers(peer, VPN_ADDRESS, 9464), "metrics after the reboot")
-    assert 'socle_job_last_status{job="postgres_backup"} 1.0' in metrics_from(peer)
+    assert 'socle_job_last_status{task="postgres_backup"} 1.0' in metrics_from(peer)

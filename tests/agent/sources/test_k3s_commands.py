@@ -165,11 +165,11 @@ def test_snapshot_while_k3s_writes_is_listed_its_drill_passes_and_metrics_show_i
     assert registry.get_sample_value("socle_backup_newest_timestamp_seconds", kind) == (
         backup.manifest.finished)
     assert registry.get_sample_value("socle_backup_retained", kind) == 1
-    snap = {"job": "k3s_snapshot"}
+    snap = {"task": "k3s_snapshot"}
     assert registry.get_sample_value("socle_job_last_status", snap) == 1
     assert registry.get_sample_value("socle_job_last_size_bytes", snap) == (
         backup.manifest.size_bytes)
-    assert registry.get_sample_value("socle_job_last_status", {"job": "k3s_drill"}) == 1
+    assert registry.get_sample_value("socle_job_last_status", {"task": "k3s_drill"}) == 1
     assert registry.get_sample_value("socle_k3s_datastore_bytes", {"file": "state.db"}) == (
         node.db.stat().st_size)
 

@@ -109,3 +109,16 @@ def test_rules_use_only_the_agents_metric_names() -> None:
         "socle_disk_free_ratio",
         "socle_k3s_datastore_bytes",
     } <= used
+
+
+def test_rules_read_the_agents_task_label_and_leave_job_to_the_scrape() -> None:
+    """The agent's job names are in `task`; `job` is only the scrape job, "socle-agent"."""
+    text = RULES.read_text()
+    rules = alerting_rules()
+
+    assert "exported_job" not in text
+    for rule in rules:
+        for selector in re.findall(r"\bjob\s*=~?\s*\"([^\"]*)\"", rule["expr"]):
+            assert selector == "socle-agent", rule["alert"]
+    [failing] = [rule for rule in rules if "socle_job_last_status" in rule["expr"]]
+    assert "$labels.task" in failing["annotations"]["summary"]
