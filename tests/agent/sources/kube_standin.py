@@ -1,14 +1,28 @@
 """Stand-in for the Kubernetes API (CoreV1Api) in the agent's tests; never shipped.
 
 No API server exists where the tests run. This object answers the two calls the agent
-makes, with the `kubernetes` client's own model classes, and, like a Role limited by
-resourceNames, refuses to read anything but the one Service and the one Secret.
+makes, with the `kubernetes` client's own model classes, and checks each call against a
+Role the way RBAC would: by default the agent's own Role, `gitops/agent/role.yaml`, so
+the tests read exactly the Service and the Secret that Role names. A call the Role does
+not allow is refused with 403 Forbidden; an allowed one for an object that is not there
+gets 404 Not Found.
+
+Example:
+
+    api = CoreV1ApiStandIn.under_agent_role(
+        services={"postgresql": service("postgresql", "127.0.0.1", {"postgresql": 5432})},
+        secrets={"postgresql-credentials": secret("postgresql-credentials", {"password": "pw"})},
+    )
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import yaml
 from kubernetes.client import (
     ApiException,
     V1ObjectMeta,
@@ -18,21 +32,62 @@ from kubernetes.client import (
     V1ServiceSpec,
 )
 
+AGENT_ROLE = Path(__file__).resolve().parents[3] / "gitops" / "agent" / "role.yaml"
+
+
+def load_role(path: Path = AGENT_ROLE) -> dict[str, Any]:
+    """The Role manifest at `path`, parsed."""
+    role: dict[str, Any] = yaml.safe_load(path.read_text())
+    if role.get("kind") != "Role":
+        raise ValueError(f"{path} holds a {role.get('kind')}, not a Role")
+    return role
+
+
+def role_grants(role: Mapping[str, Any], verb: str = "get") -> set[tuple[str, str, str]]:
+    """(namespace, resource, name) triples of the core API that `role` allows `verb` on.
+
+    Only rules that name their objects count: a rule without resourceNames would allow
+    every object of its kind, which the agent's Role must never do.
+    """
+    namespace = role["metadata"]["namespace"]
+    grants = set()
+    for rule in role.get("rules", []):
+        if "" not in rule.get("apiGroups", []) or verb not in rule.get("verbs", []):
+            continue
+        for resource in rule.get("resources", []):
+            for name in rule.get("resourceNames", []):
+                grants.add((namespace, resource, name))
+    return grants
+
 
 class CoreV1ApiStandIn:
-    """Answers read_namespaced_service and read_namespaced_secret for one namespace."""
+    """Answers read_namespaced_service and read_namespaced_secret, as far as `grants` allow.
+
+    The objects live in `namespace`; `grants` is what the caller may `get` (see
+    `role_grants`).
+    """
 
     def __init__(self, namespace: str, services: dict[str, V1Service],
-                 secrets: dict[str, V1Secret]) -> None:
+                 secrets: dict[str, V1Secret], grants: set[tuple[str, str, str]]) -> None:
         self.namespace = namespace
         self.services = services
         self.secrets = secrets
+        self.grants = grants
         self.calls: list[tuple[str, str, str]] = []
 
-    def _get(self, kind: str, objects: dict, name: str, namespace: str) -> object:
+    @classmethod
+    def under_agent_role(cls, services: dict[str, V1Service], secrets: dict[str, V1Secret],
+                         role_path: Path = AGENT_ROLE) -> CoreV1ApiStandIn:
+        """A cluster whose objects are in the Role's namespace, read as the Role allows."""
+        role = load_role(role_path)
+        return cls(role["metadata"]["namespace"], services, secrets, role_grants(role))
+
+    def _get(self, kind: str, objects: dict[str, Any], name: str, namespace: str) -> object:
         self.calls.append((kind, namespace, name))
+        if (namespace, f"{kind}s", name) not in self.grants:
+            raise ApiException(status=403, reason=f"Forbidden: get {kind} {namespace}/{name}")
         if namespace != self.namespace or name not in objects:
-            raise ApiException(status=403, reason=f"Forbidden: {kind} {namespace}/{name}")
+            raise ApiException(status=404, reason=f"Not Found: {kind} {namespace}/{name}")
         return objects[name]
 
     def read_namespaced_service(self, name: str, namespace: str) -> V1Service:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from kubernetes.client import ApiException
 from socle_agent import catalogue
 from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
 from socle_agent.jobs import JobAborted, JobContext, run_job
@@ -131,12 +132,15 @@ def test_backup_postgres_keeps_only_what_retention_allows(
 
 
 def _cluster_api(pg: PgCluster) -> CoreV1ApiStandIn:
-    return CoreV1ApiStandIn(
-        "database",
+    """The cluster as the agent sees it under its Role (gitops/agent/role.yaml)."""
+    return CoreV1ApiStandIn.under_agent_role(
         services={"postgresql": service("postgresql", "127.0.0.1",
                                         {"metrics": 9187, "postgresql": pg.port})},
-        secrets={"postgresql-credentials": secret(
-            "postgresql-credentials", {"password": pg.password, "username": "postgres"})},
+        secrets={
+            "postgresql-credentials": secret(
+                "postgresql-credentials", {"password": pg.password, "username": "postgres"}),
+            "postgresql-admin": secret("postgresql-admin", {"password": "not for the agent"}),
+        },
     )
 
 
@@ -158,10 +162,9 @@ def test_connection_from_cluster_explains_what_is_missing(pg: PgCluster) -> None
         connection_from_cluster(KubernetesConnection(**base, port_name="pg"), "u", api)
     with pytest.raises(PostgresError, match="has no key 'pw'"):
         connection_from_cluster(KubernetesConnection(**base, password_key="pw"), "u", api)
-    api.services["headless"] = service("headless", "None", {"postgresql": 5432})
+    api.services["postgresql"] = service("postgresql", "None", {"postgresql": 5432})
     with pytest.raises(PostgresError, match="has no cluster IP"):
-        connection_from_cluster(
-            KubernetesConnection(**{**base, "service": "headless"}), "u", api)
+        connection_from_cluster(KubernetesConnection(**base), "u", api)
 
 
 def test_dump_through_cluster_connection_reaches_the_real_server(
@@ -177,8 +180,28 @@ def test_dump_through_cluster_connection_reaches_the_real_server(
     assert connection.port == pg.port and connection.password == pg.password
     backup = dump_database(JobContext(config), connection, "shop")
     assert backup.manifest.details["row_counts"]["public.orders"] == 12000
-    with pytest.raises(Exception, match="Forbidden"):
-        resolve_connection(section, core_api=CoreV1ApiStandIn("other", {}, {}))
+    elsewhere = PostgresSection(**{**section.__dict__, "kubernetes": KubernetesConnection(
+        service="postgresql", secret="postgresql-credentials", namespace="default")})
+    with pytest.raises(ApiException, match="Forbidden"):
+        resolve_connection(elsewhere, core_api=_cluster_api(pg))
+
+
+def test_cluster_connection_under_the_agents_role_reads_only_its_service_and_secret(
+    pg: PgCluster,
+) -> None:
+    api = _cluster_api(pg)
+    kube = KubernetesConnection(service="postgresql", secret="postgresql-admin",
+                                namespace="database", port_name="postgresql")
+
+    with pytest.raises(ApiException, match="Forbidden: get secret database/postgresql-admin"):
+        connection_from_cluster(kube, "postgres", api)
+
+    headless = KubernetesConnection(service="postgresql-headless",
+                                    secret="postgresql-credentials", namespace="database")
+    with pytest.raises(ApiException, match="Forbidden: get service"):
+        connection_from_cluster(headless, "postgres", api)
+    assert api.grants == {("database", "services", "postgresql"),
+                          ("database", "secrets", "postgresql-credentials")}
 
 
 def _dump_dir(config: Config) -> Path:
