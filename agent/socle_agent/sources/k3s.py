@@ -54,6 +54,7 @@ from socle_agent.diskguard import DiskFull, check_fits
 from socle_agent.jobs import (
     DrillFailed,
     DrillRecord,
+    JobAborted,
     JobContext,
     JobOutcome,
     JobSpec,
@@ -67,7 +68,12 @@ from socle_agent.manifest import (
     verify_files,
     write_manifest,
 )
-from socle_agent.sources.sqlite_backup import BackupOptions, backup_database, integrity_problems
+from socle_agent.sources.sqlite_backup import (
+    BackupCancelled,
+    BackupOptions,
+    backup_database,
+    integrity_problems,
+)
 from socle_agent.state import fsync_dir
 
 KIND = "k3s"
@@ -213,6 +219,7 @@ def take_snapshot(
     backup_dir: Path,
     options: SnapshotOptions | None = None,
     now: Callable[[], float] = time.time,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Backup:
     """Snapshot k3s's datastore and server files into the catalogue under `backup_dir`.
 
@@ -220,8 +227,9 @@ def take_snapshot(
     `PRAGMA integrity_check`, archived with token, tls, cred and config into one gzip'd
     tar written under a `.partial` directory, hashed while written, fsynced, and the
     directory renamed only when the manifest is in it. Nothing is left behind on failure.
-    Raises SnapshotInvalidError when the copy fails its integrity check and
-    FileNotFoundError when the datastore or a required server file is missing.
+    Raises SnapshotInvalidError when the copy fails its integrity check,
+    FileNotFoundError when the datastore or a required server file is missing, and
+    BackupCancelled when `should_stop()` turns true during the copy or the archiving.
     """
     opts = options or SnapshotOptions()
     started = now()
@@ -240,7 +248,7 @@ def take_snapshot(
         work = partial / ".work"
         work.mkdir(mode=0o700)
         copy = work / DB_MEMBER
-        outcome = backup_database(db, copy, opts.backup)
+        outcome = backup_database(db, copy, opts.backup, should_stop=should_stop)
         problems = integrity_problems(copy)
         if problems:
             raise SnapshotInvalidError(f"copy of {db} fails integrity_check: {problems[:3]}")
@@ -248,7 +256,7 @@ def take_snapshot(
         copy_bytes = copy.stat().st_size
         members = _members(copy, server_dir, config_file)
         with HashingWriter(partial / ARCHIVE_NAME) as out:
-            _write_archive(out, members, opts.compresslevel)
+            _write_archive(out, members, opts.compresslevel, should_stop)
         entry = out.entry(ARCHIVE_NAME)
         shutil.rmtree(work)
         finished = now()
@@ -387,11 +395,18 @@ def _members(copy: Path, server_dir: Path, config_file: Path) -> list[tuple[str,
     return members
 
 
-def _write_archive(out: HashingWriter, members: list[tuple[str, Path]], level: int) -> None:
+def _write_archive(
+    out: HashingWriter,
+    members: list[tuple[str, Path]],
+    level: int,
+    should_stop: Callable[[], bool],
+) -> None:
     # streaming: the archive is written front to back, never seeked, so hashing as it is
     # written gives the checksum of the file on disk
     with (
-        gzip.GzipFile(fileobj=_Sink(out), mode="wb", compresslevel=level, mtime=0) as gz,
+        gzip.GzipFile(
+            fileobj=_Sink(out, should_stop), mode="wb", compresslevel=level, mtime=0
+        ) as gz,
         tarfile.open(fileobj=gz, mode="w|") as tar,
     ):
         dirs_done: set[str] = set()
@@ -411,10 +426,14 @@ def _write_archive(out: HashingWriter, members: list[tuple[str, Path]], level: i
 class _Sink:
     """The file interface gzip needs over a HashingWriter (which fsyncs when closed)."""
 
-    def __init__(self, out: HashingWriter) -> None:
+    def __init__(self, out: HashingWriter, should_stop: Callable[[], bool]) -> None:
         self._out = out
+        self._should_stop = should_stop
 
     def write(self, data: bytes) -> int:
+        # gzip hands over compressed blocks as it goes, so this is asked often enough
+        if self._should_stop():
+            raise BackupCancelled("archiving stopped")
         self._out.write(data)
         return len(data)
 
@@ -570,8 +589,12 @@ def snapshot_job(context: JobContext) -> JobOutcome:
         raise DiskFull(verdict.reason)
     context.check_cancel()
     options = SnapshotOptions(k3s_version=k3s_version())
-    backup = take_snapshot(section.server_dir, section.config_file, config.agent.backup_dir,
-                           options)
+    try:
+        backup = take_snapshot(section.server_dir, section.config_file, config.agent.backup_dir,
+                               options, should_stop=context.cancel.is_set)
+    except BackupCancelled as exc:
+        # take_snapshot has removed its partial directory already
+        raise JobAborted(f"the agent is stopping: {exc}") from exc
     # retention only after a snapshot that succeeded, as for the dumps
     prune_kind(config, KIND)
     manifest = backup.manifest

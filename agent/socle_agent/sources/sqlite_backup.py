@@ -69,17 +69,27 @@ class _StepBudgetExceeded(Exception):
     """Raised from the progress callback to abandon a stepped copy."""
 
 
+class BackupCancelled(Exception):
+    """The copy was stopped because its caller asked (the agent is stopping)."""
+
+
+def _never() -> bool:
+    return False
+
+
 def backup_database(
     source: Path,
     target: Path,
     options: BackupOptions = BackupOptions(),
     clock: Callable[[], float] = time.monotonic,
+    should_stop: Callable[[], bool] = _never,
 ) -> BackupOutcome:
     """Copy the SQLite database `source` to the new file `target` and say how.
 
     The source is opened read-only. `target` must not exist; after a failure nothing is
     left at `target`. The copy is a scratch file and is not fsynced (whoever keeps it
-    makes it durable). Raises sqlite3.Error when even the one-step copy fails.
+    makes it durable). Raises sqlite3.Error when even the one-step copy fails, and
+    BackupCancelled when `should_stop()` turns true between steps.
     """
     if target.exists():
         raise FileExistsError(f"{target} already exists")
@@ -89,13 +99,15 @@ def backup_database(
     try:
         if options.stepped:
             try:
-                _stepped_copy(source, target, options, clock, started, counts)
+                _stepped_copy(source, target, options, clock, started, counts, should_stop)
                 return BackupOutcome(
                     STEPPED, counts.steps, counts.restarts, None, clock() - started
                 )
             except _StepBudgetExceeded as exc:
                 fallback_reason = str(exc)
                 _remove_database_files(target)
+        if should_stop():
+            raise BackupCancelled("copy stopped before it began")
         _copy(source, target, options, pages=-1, progress=None)
         # steps and restarts include those of an abandoned stepped copy
         return BackupOutcome(
@@ -120,9 +132,12 @@ def _stepped_copy(
     clock: Callable[[], float],
     started: float,
     counts: _Counts,
+    should_stop: Callable[[], bool],
 ) -> None:
     def progress(status: int, remaining: int, total: int) -> None:
         counts.steps += 1
+        if remaining > 0 and should_stop():
+            raise BackupCancelled(f"copy stopped with {remaining} of {total} pages left")
         # a restart shows as more pages left to copy than after the previous step
         if counts.last_remaining is not None and remaining > counts.last_remaining:
             counts.restarts += 1

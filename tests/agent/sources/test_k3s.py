@@ -30,7 +30,7 @@ from socle_agent.sources.k3s import (
     take_snapshot,
     verify_snapshot,
 )
-from socle_agent.sources.sqlite_backup import ONE_STEP, STEPPED, BackupOptions
+from socle_agent.sources.sqlite_backup import ONE_STEP, STEPPED, BackupCancelled, BackupOptions
 
 from tests.standins.commands import write_command
 from tests.standins.k3s_datastore import COMPACT_KEY, connect, create_datastore, make_server_dir
@@ -246,6 +246,28 @@ def test_take_snapshot_of_a_damaged_datastore_fails_and_leaves_no_partial(
 
     with pytest.raises(sqlite3.DatabaseError):
         take_snapshot(node.server_dir, node.config_file, backup_dir)
+
+    assert list((backup_dir / "k3s").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "calls", "phase"),
+    [(BackupOptions(pages_per_step=64), 5, "copy"),
+     # a one-step copy asks once, before it starts: the next question is while archiving
+     (BackupOptions(stepped=False), 1, "archiving")],
+)
+def test_take_snapshot_asked_to_stop_stops_and_leaves_nothing(
+    node: Node, backup_dir: Path, options: BackupOptions, calls: int, phase: str
+) -> None:
+    asked = [0]
+
+    def should_stop() -> bool:
+        asked[0] += 1
+        return asked[0] > calls
+
+    with pytest.raises(BackupCancelled, match=phase):
+        take_snapshot(node.server_dir, node.config_file, backup_dir,
+                      SnapshotOptions(backup=options), should_stop=should_stop)
 
     assert list((backup_dir / "k3s").iterdir()) == []
 

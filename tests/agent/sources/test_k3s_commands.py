@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from socle_agent import catalogue
 from socle_agent.config import load_config
+from socle_agent.jobs import run_job
 from socle_agent.metrics import build_registry
 from socle_agent.sources.k3s import ARCHIVE_NAME, DRILL_SCRATCH, datastore_path
 from socle_agent.state import load_state
@@ -328,3 +330,17 @@ def test_snapshot_without_a_datastore_fails_saying_so(node: Node, tmp_path: Path
     assert done.returncode == 1
     assert f"no k3s datastore at {node.db}" in done.stderr
     assert catalogue.list_backups(tmp_path / "backups", "k3s") == []
+
+
+def test_snapshot_job_of_a_stopping_agent_is_aborted_and_records_nothing(
+    node: Node, tmp_path: Path
+) -> None:
+    config = load_config(node.config)
+    stopping = threading.Event()
+    stopping.set()
+
+    result = run_job("k3s_snapshot", config, cancel=stopping)
+
+    assert result.status == "aborted"
+    assert "k3s_snapshot" not in load_state(config.agent.state_file).get("jobs", {})
+    assert list((tmp_path / "backups" / "k3s").iterdir()) == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from socle_agent.sources.sqlite_backup import (
     ONE_STEP,
     STEPPED,
+    BackupCancelled,
     BackupOptions,
     backup_database,
     integrity_problems,
@@ -128,3 +130,38 @@ def test_integrity_problems_reports_what_is_wrong(db: Path, tmp_path: Path) -> N
 
     assert integrity_problems(db) == []
     assert integrity_problems(junk) != []
+
+
+def stop_after(calls: int) -> Callable[[], bool]:
+    """A should_stop that says no `calls` times, then yes."""
+    asked = [0]
+
+    def should_stop() -> bool:
+        asked[0] += 1
+        return asked[0] > calls
+
+    return should_stop
+
+
+def test_backup_database_stops_between_steps_when_asked_and_leaves_nothing(
+    db: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "copy.db"
+
+    with pytest.raises(BackupCancelled, match="pages left"):
+        backup_database(db, target, BackupOptions(pages_per_step=16),
+                        should_stop=stop_after(3))
+
+    assert list(tmp_path.glob("copy.db*")) == []
+
+
+def test_backup_database_asked_to_stop_before_a_one_step_copy_does_not_start(
+    db: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "copy.db"
+
+    with pytest.raises(BackupCancelled):
+        backup_database(db, target, BackupOptions(stepped=False),
+                        should_stop=stop_after(0))
+
+    assert list(tmp_path.glob("copy.db*")) == []
