@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 from dataclasses import dataclass
+from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import (
+    FileUploadCommand,
     HiddenValue,
     OperationValueError,
     QuoteString,
@@ -68,7 +70,7 @@ def interface(
     peers: list[WireguardPeer] | None = None,
     private_key: HiddenValue | str | None = None,
     interface: str = "wg0",
-) -> Generator[StringCommand, None, None]:
+) -> Generator[StringCommand | FileUploadCommand, None, None]:
     """
     Run a WireGuard interface with the given address, port and peers, enabled at boot.
 
@@ -117,15 +119,14 @@ def interface(
     if secret is not None and state["public_key"] != wanted_public_key:
         key_changed = True
         temp = key_path + ".new"
+        # Uploaded over SFTP into a file made private first: the key never appears in a
+        # command line, where the node's process list would show it.
         yield StringCommand(
-            "umask 077 && mkdir -p /etc/wireguard && printf '%s\\n'",
-            QuoteString(secret),
-            ">",
+            "umask 077 && mkdir -p /etc/wireguard && install -m 0600 /dev/null",
             QuoteString(temp),
-            "&& mv -f",
-            QuoteString(temp),
-            QuoteString(key_path),
         )
+        yield FileUploadCommand(BytesIO((secret.unmask() + "\n").encode()), temp)
+        yield StringCommand("mv -f", QuoteString(temp), QuoteString(key_path))
     elif secret is None and state["public_key"] is None:
         key_changed = True
         temp = key_path + ".new"
