@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from socle_agent.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
@@ -35,6 +36,20 @@ class Backup:
 def kind_dir(backup_dir: Path, kind: str) -> Path:
     """The directory holding the backups of one kind."""
     return backup_dir / kind
+
+
+def new_backup_id(root: Path, subject: str, started: float) -> str:
+    """A backup id not yet used under `root`: `<subject>-<UTC time>`, suffixed if taken.
+
+    >>> new_backup_id(Path("/var/backups/socle/postgres"), "app", 0.0)  # doctest: +SKIP
+    'app-19700101T000000Z'
+    """
+    base = f"{subject}-" + datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = base, 1
+    while (root / candidate).exists() or (root / f"{candidate}{PARTIAL_SUFFIX}").exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
 
 
 def list_backups(

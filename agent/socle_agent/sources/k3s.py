@@ -240,7 +240,7 @@ def take_snapshot(
             raise FileNotFoundError(f"{server_dir / name} is missing; a restore would need it")
     parent = kind_dir(backup_dir, KIND)
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    backup_id = _new_id(parent, started)
+    backup_id = catalogue.new_backup_id(parent, KIND, started)
     partial = parent / f"{backup_id}{PARTIAL_SUFFIX}"
     partial.mkdir(mode=0o700)
     try:
@@ -370,15 +370,6 @@ def restore_snapshot(
             + " ".join(str(p) for p in kept_aside)
         )
     return RestoreResult(manifest.id, restored, kept_aside, next_steps)
-
-
-def _new_id(parent: Path, started: float) -> str:
-    base = "k3s-" + datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
-    candidate, n = base, 1
-    while (parent / candidate).exists() or (parent / f"{candidate}{PARTIAL_SUFFIX}").exists():
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
 
 
 def _members(copy: Path, server_dir: Path, config_file: Path) -> list[tuple[str, Path]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import datetime as dt
 import fcntl
 import logging
 import os
@@ -389,15 +388,6 @@ class _Counter(threading.Thread):
         return self.counts
 
 
-def _new_id(root: Path, database: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    backup_id, n = f"{database}-{stamp}", 1
-    while (root / backup_id).exists() or (root / (backup_id + catalogue.PARTIAL_SUFFIX)).exists():
-        n += 1
-        backup_id = f"{database}-{stamp}-{n}"
-    return backup_id
-
-
 def expected_size(config: Config, database: str) -> int:
     """Bytes the next dump of `database` is expected to need: the last one's, with margin."""
     previous = catalogue.newest(config.agent.backup_dir, KIND, database)
@@ -416,7 +406,7 @@ def dump_database(context: JobContext, connection: Connection, database: str) ->
     verdict = check_fits(root, expected_size(config, database), config.disk)
     if not verdict.fits:
         raise DiskFull(verdict.reason)
-    backup_id = _new_id(root, database)
+    backup_id = catalogue.new_backup_id(root, database, time.time())
     partial = root / (backup_id + catalogue.PARTIAL_SUFFIX)
     partial.mkdir(mode=0o700)
     try:
