@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -67,6 +68,18 @@ def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def running_agent(config: Path, notify: Notifications) -> Iterator[subprocess.Popen[str]]:
+    """`socle-agent run` for the block; killed afterwards if the block did not stop it."""
+    agent = start_agent(config, notify)
+    try:
+        yield agent
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
@@ -86,8 +99,7 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
     text += '\n[schedule]\npostgres_backup = "daily at 00:00"\ndisk_check = "every 1 second"\n'
     config_path = write_config(tmp_path, text)
     config = load_config(config_path)
-    agent = start_agent(config_path, notifications)
-    try:
+    with running_agent(config_path, notifications) as agent:
         wait_for(lambda: notifications.seen("READY=1"))
         state = wait_for(lambda: load_state(config.agent.state_file).get("jobs", {})
                          .get("postgres_backup", {}).get("status") and
@@ -107,10 +119,6 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
         wait_for(lambda: notifications.seen("WATCHDOG=1"))
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
     assert "STOPPING=1" in notifications.drain()
     _, stderr = agent.communicate()
     assert "postgres_backup: missed while the agent was down, running now" in stderr
@@ -135,16 +143,11 @@ k3s_drill = "weekly on sunday at 05:00"
 """
     config_path = write_config(tmp_path, text)
     config = load_config(config_path)
-    agent = start_agent(config_path, notifications)
-    try:
+    with running_agent(config_path, notifications) as agent:
         wait_for(lambda: "k3s" in load_state(config.agent.state_file).get("drills", {}))
         metrics = scrape(port)
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
     _, stderr = agent.communicate()
     assert "k3s_snapshot: missed while the agent was down, running now" in stderr
     [backup] = catalogue.list_backups(config.agent.backup_dir, "k3s")
@@ -167,15 +170,10 @@ def test_sigterm_during_a_dump_aborts_it_cleanly(
     text += '\n[schedule]\npostgres_backup = "every 1 hour"\n'
     config_path = write_config(tmp_path, text)
     config = load_config(config_path)
-    agent = start_agent(config_path, notifications)
-    try:
+    with running_agent(config_path, notifications) as agent:
         wait_for(lambda: partial_dump_growing(config.agent.backup_dir), timeout=120)
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=60) == 0
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
     _, stderr = agent.communicate()
     assert "postgres_backup: aborted" in stderr
     assert list((config.agent.backup_dir / "postgres").iterdir()) == []
