@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 from pathlib import Path
+
+from socle_agent.sources.k3s import datastore_path
 
 KINE_SCHEMA = (
     """
@@ -165,3 +168,16 @@ def make_server_dir(server_dir: Path, config_file: Path | None = None) -> dict[s
     config.write_bytes(config_content)
     files["config.yaml"] = config_content
     return files
+
+
+def install_server(root: Path, template_db: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    """Lay out a stand-in k3s server under `root` where a node keeps it: a copy of
+    `template_db` as the datastore, plus token, tls/, cred/ and config.yaml.
+
+    Returns the server dir, the config file, and what `make_server_dir` wrote.
+    """
+    server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
+    config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
+    datastore_path(server_dir).parent.mkdir(parents=True)
+    shutil.copyfile(template_db, datastore_path(server_dir))
+    return server_dir, config_file, make_server_dir(server_dir, config_file)

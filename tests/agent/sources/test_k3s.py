@@ -33,7 +33,12 @@ from socle_agent.sources.k3s import (
 from socle_agent.sources.sqlite_backup import ONE_STEP, STEPPED, BackupCancelled, BackupOptions
 
 from tests.standins.commands import write_command
-from tests.standins.k3s_datastore import COMPACT_KEY, connect, create_datastore, make_server_dir
+from tests.standins.k3s_datastore import (
+    COMPACT_KEY,
+    connect,
+    create_datastore,
+    install_server,
+)
 from tests.standins.kine_writer import LEASE_PREFIX, WriterProcess
 
 INITIAL_ROWS = 8000
@@ -60,13 +65,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def node(tmp_path: Path, template_db: Path) -> Node:
-    root = tmp_path / "node"
-    server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
-    config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
-    datastore_path(server_dir).parent.mkdir(parents=True)
-    shutil.copyfile(template_db, datastore_path(server_dir))
-    files = make_server_dir(server_dir, config_file)
-    return Node(server_dir, config_file, files)
+    return Node(*install_server(tmp_path / "node", template_db))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from socle_agent.state import load_state
 
 from tests.agent.conftest import AGENT, Mailbox, config_text, mail_toml, wait_for, write_config
 from tests.standins.commands import write_command
-from tests.standins.k3s_datastore import connect, create_datastore, make_server_dir
+from tests.standins.k3s_datastore import connect, create_datastore, install_server
 from tests.standins.kine_writer import WriterProcess
 
 ROWS = 2000
@@ -79,12 +79,7 @@ def k3s_toml(server_dir: Path, config_file: Path) -> str:
 
 def make_node(tmp_path: Path, template_db: Path, extra: str = "",
               backup_dir: Path | None = None) -> Node:
-    root = tmp_path / "node"
-    server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
-    config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
-    datastore_path(server_dir).parent.mkdir(parents=True)
-    shutil.copyfile(template_db, datastore_path(server_dir))
-    files = make_server_dir(server_dir, config_file)
+    server_dir, config_file, files = install_server(tmp_path / "node", template_db)
     bin_dir = tmp_path / "bin"
     write_command(bin_dir, "k3s", stdout=f"k3s version {K3S_VERSION} (a1b2c3d4)\n")
     text = config_text(tmp_path, extra=k3s_toml(server_dir, config_file) + extra,
