@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
 from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key
 from tests.hosts.probes import (
+    eventually,
     key_login,
     password_login,
     scan_tcp,
@@ -61,16 +61,6 @@ def pyinfra(hosts_file: Path, *args: str, quiet: bool = False) -> subprocess.Com
     if proc.returncode != 0:
         raise SystemExit(f"the deploy failed (exit {proc.returncode}): {proc.stderr or ''}")
     return proc
-
-
-def eventually(condition: Callable[[], bool], seconds: float) -> bool:
-    """Whether ``condition`` holds within ``seconds``, polled every second."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(1)
-    return True
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

@@ -132,10 +132,17 @@ def key_login(address: str, user: str, key_path: str) -> subprocess.CompletedPro
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    """Poll ``condition`` until true; fail after a deadline meant never to be reached."""
+def eventually(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds, polled every second."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+            return False
         time.sleep(1)
+    return True
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    """Poll ``condition`` until true; fail after a deadline meant never to be reached."""
+    if not eventually(condition, timeout):
+        raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
