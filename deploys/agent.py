@@ -73,16 +73,18 @@ ordering = text_files.file(
 )
 systemd.daemon_reload(name="systemd reads the agent's unit", _if=any_changed(unit, ordering))
 
-systemd.service(
-    name="Agent enabled and running",
-    service="socle-agent.service",
-    running=True,
-    enabled=True,
-)
+# Restarted first when anything changed (a stopped agent is only started), so a first
+# deploy starts it once instead of starting and then restarting it.
 systemd.service(
     name="Agent restarted on a new version, configuration or secret",
     service="socle-agent.service",
     running=True,
     restarted=True,
     _if=any_changed(package, config, unit, ordering, *changed_secrets),
+)
+systemd.service(
+    name="Agent enabled and running",
+    service="socle-agent.service",
+    running=True,
+    enabled=True,
 )
