@@ -46,7 +46,7 @@ def source_digest(source_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def bundle_path(source_dir: Path, digest: str, python: str, machine: str) -> Path:
+def bundle_path(digest: str, python: str, machine: str) -> Path:
     """Return where the agent's bundle for this source and node is made on this machine."""
     return _BUILD_DIR / f"{digest[:16]}-py{python}-{machine}" / "socle-agent-wheels.tar"
 
@@ -63,7 +63,7 @@ def build_bundle(source_dir: str, digest: str, python: str, machine: str) -> Non
     Built on the operator's machine, so the node needs no access to a package index and
     installs exactly what was built here.
     """
-    target = bundle_path(Path(source_dir), digest, python, machine)
+    target = bundle_path(digest, python, machine)
     if target.exists():
         return
     with tempfile.TemporaryDirectory(prefix="socle-agent-build-") as work:
@@ -136,7 +136,7 @@ def package(
         raise OperationValueError(
             f"the agent needs Python 3.11 or newer on the node, found {node['python'] or 'none'}"
         )
-    bundle = bundle_path(source, digest, node["python"], node["machine"])
+    bundle = bundle_path(digest, node["python"], node["machine"])
     remote_dir = f"{prefix}/wheels"
     remote_bundle = f"{prefix}/wheels.tar"
     yield FunctionCommand(build_bundle, (source_dir, digest, node["python"], node["machine"]), {})

@@ -53,7 +53,7 @@ def test_build_bundle_holds_the_agent_and_its_dependencies_for_the_node(
 
     agent_package.build_bundle(str(agent_source), digest, "3.12", "x86_64")
 
-    bundle = agent_package.bundle_path(agent_source, digest, "3.12", "x86_64")
+    bundle = agent_package.bundle_path(digest, "3.12", "x86_64")
     with tarfile.open(bundle) as archive:
         names = archive.getnames()
     assert any(name.startswith("socle_agent-") for name in names)
