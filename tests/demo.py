@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
+from tests.harness.hosts import DEFAULT_CACHE_DIR, Harness, changed_operations
 from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key
 from tests.hosts.probes import (
     eventually,
@@ -49,15 +49,12 @@ def check(label: str, ok: bool, detail: str = "") -> bool:
     return ok
 
 
-def pyinfra(hosts_file: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+def pyinfra(
+    harness: Harness, hosts_file: Path, *args: str, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run `pyinfra inventories/test.py ARGS -y` as a user would, its output shown live."""
-    argv = [str(Path(sys.executable).with_name("pyinfra")), "inventories/test.py", *args, "-y"]
     say(f"$ pyinfra inventories/test.py {' '.join(args)}")
-    env = {**os.environ, "SOCLE_TEST_HOSTS": str(hosts_file)}
-    proc = subprocess.run(
-        argv, cwd=REPO_ROOT, env=env, text=True, check=False,
-        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None,
-    )  # fmt: skip
+    proc = harness.run_pyinfra(hosts_file, *args, check=False, capture=quiet)
     if proc.returncode != 0:
         raise SystemExit(f"the deploy failed (exit {proc.returncode}): {proc.stderr or ''}")
     return proc
@@ -97,10 +94,10 @@ def main() -> int:
         )  # fmt: skip
 
         say("\n== stand-in for the cluster's PostgreSQL (test hosts have no k3s)")
-        pyinfra(hosts_file, "tests/hosts/deploys/postgres_standin.py", quiet=True)
+        pyinfra(harness, hosts_file, "tests/hosts/deploys/postgres_standin.py", quiet=True)
         say("\n== the platform")
         started = time.monotonic()
-        pyinfra(hosts_file, "deploys/all.py")
+        pyinfra(harness, hosts_file, "deploys/all.py")
         first_run_s = time.monotonic() - started
 
         say(f"\n== proof (first run of deploys/all.py took {first_run_s:.1f} s)")
@@ -151,7 +148,7 @@ def main() -> int:
                              not tcp_answers(outsider, node.address, 9464)))
 
         say("idempotence: a second run of every phase:")
-        second = pyinfra(hosts_file, "deploys/all.py", "--json", quiet=True)
+        second = pyinfra(harness, hosts_file, "deploys/all.py", "--json", quiet=True)
         changed = changed_operations(second.stdout or "")
         results.append(check("second run changes nothing", changed == [], str(changed or "")))
 

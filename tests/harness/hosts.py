@@ -332,14 +332,22 @@ class Harness:
         return path
 
     def run_pyinfra(
-        self, hosts_file: Path, *args: str, check: bool = True, timeout: float = 900
+        self,
+        hosts_file: Path,
+        *args: str,
+        check: bool = True,
+        timeout: float = 900,
+        capture: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the user's command line `pyinfra inventories/test.py ARGS -y` from the repo."""
+        """Run the user's command line `pyinfra inventories/test.py ARGS -y` from the repo.
+
+        With ``capture=False`` its output goes to this process' terminal, as a user sees it.
+        """
         pyinfra = Path(sys.executable).with_name("pyinfra")
         argv = [str(pyinfra), "inventories/test.py", *args, "-y"]
         env = {**os.environ, "SOCLE_TEST_HOSTS": str(hosts_file), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.run(
-            argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            argv, cwd=REPO_ROOT, env=env, capture_output=capture, text=True, timeout=timeout
         )
         if check and proc.returncode != 0:
             raise AssertionError(
