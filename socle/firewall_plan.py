@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from operations.ufw import UfwRule
 from socle.inventory_checks import (
     DEFAULT_INTERFACE,
     DEFAULT_PUBLIC_TCP,
     DEFAULT_WIREGUARD_PORT,
     cluster_ranges,
 )
+from socle.ufw_rules import UfwRule
 
 
 def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:

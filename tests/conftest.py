@@ -22,8 +22,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 ISOLATED_TEST_FILES = (
     "facts/test_facts.py",
     "operations/test_operations.py",
-    "socle/test_wireguard_client.py",
-    "socle/test_cli.py",
+    "socle_cli/test_wireguard_client.py",
+    "socle_cli/test_main.py",
 )
 ISOLATED_ENV = "SOCLE_ISOLATED_TESTS"
 

@@ -12,7 +12,7 @@ def _wireguard_client_config(args: argparse.Namespace) -> int:
     from pyinfra.api.exceptions import PyinfraError
 
     from socle.sops_secrets import SopsError
-    from socle.wireguard_client import ClientConfigError, write_client_config
+    from socle_cli.wireguard_client import ClientConfigError, write_client_config
 
     try:
         text = write_client_config(

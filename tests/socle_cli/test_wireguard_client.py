@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from socle.inventory_checks import InventoryDataError, check_firewall, check_wireguard
-from socle.wireguard_client import (
+from socle.wireguard_keys import generate_private_key, public_key_of
+from socle_cli.wireguard_client import (
     ClientConfigError,
     load_hosts,
     plan_client_config,
     read_private_key,
     render_client_config,
 )
-from socle.wireguard_keys import generate_private_key, public_key_of
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "Dtb5lb8XI2ROXuAfbH6O0c4Ni6l3sW6wx/O2IVcnKQ8="

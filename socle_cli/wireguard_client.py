@@ -10,7 +10,6 @@ the node itself over SSH.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,10 +129,6 @@ def fetch_server_public_key(inventory: Path, host_name: str, interface: str) -> 
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.facts import get_fact
 
-    # facts/ sits beside this package in the repository, as the deploys see it.
-    repo = str(Path(__file__).resolve().parent.parent)
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
     from facts.wireguard_state import WireguardInterface
 
     loaded = _load_inventory(inventory)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from socle.cli import main
 from socle.wireguard_keys import generate_private_key, public_key_of
+from socle_cli.main import main
 
 SERVER = "Dtb5lb8XI2ROXuAfbH6O0c4Ni6l3sW6wx/O2IVcnKQ8="
 
