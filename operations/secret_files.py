@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import (
-    FileUploadCommand,
-    HiddenValue,
-    OperationValueError,
-    QuoteString,
-    StringCommand,
-    operation,
-)
+from pyinfra.api import HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
 from facts.file_digest import FileDigest
+from operations.private_upload import PrivateUploadCommand, check_secret_mode
 
 
 @operation()
@@ -25,7 +18,7 @@ def secret_file(
     secret: HiddenValue,
     mode: str = "600",
     owner: str = "root:root",
-) -> Generator[StringCommand | FileUploadCommand, None, None]:
+) -> Generator[StringCommand | PrivateUploadCommand, None, None]:
     """
     Make ``path`` hold exactly the secret, readable by its owner only.
 
@@ -34,9 +27,11 @@ def secret_file(
     + mode: octal permissions, ``600`` unless a group must read it
     + owner: ``user:group``
 
-    The content is uploaded over SFTP to a temporary name and moved into place, so it
-    never appears in a command line, the process list, ``--dry`` or ``--diff`` output.
-    Only its SHA-256 is compared with the file on the node.
+    The content goes over SFTP into a folder only the login user can enter, then as root
+    into a private file beside ``path`` that is renamed into place
+    (``operations.private_upload``): it is never readable by another local user, never in
+    a command line, the process list, ``--dry`` or ``--diff`` output, and nothing of it is
+    left behind when a step fails. Only its SHA-256 is compared with the file on the node.
 
     **Example:**
 
@@ -50,26 +45,20 @@ def secret_file(
     """
     if not isinstance(secret, HiddenValue):
         raise OperationValueError("secret_file needs its content as a HiddenValue")
-    if mode.lstrip("0")[:1] not in ("4", "6") or mode.lstrip("0")[1:] not in ("00", "40"):
-        raise OperationValueError(f"{path}: a secret's mode must be 600, 640, 400 or 440")
     content = secret.unmask().encode()
-    wanted = {"sha256": hashlib.sha256(content).hexdigest(), "mode": mode.lstrip("0"),
-              "owner": owner}
+    try:
+        mode = check_secret_mode(mode)
+        upload = PrivateUploadCommand(content, path, mode=mode, owner=owner)
+    except ValueError as error:
+        raise OperationValueError(f"{path}: {error}") from None
+    wanted = {"sha256": hashlib.sha256(content).hexdigest(), "mode": mode, "owner": owner}
     current = host.get_fact(FileDigest, path=path)
     if current is not None and dict(current) == wanted:
         host.noop(f"{path} holds the wanted secret")
         return
-    temp = f"{path}.socle-new"
     directory = path.rsplit("/", 1)[0] or "/"
-    # Created empty and private first, so the upload never lands in a readable file;
-    # an existing folder keeps its own mode.
+    # A missing folder is made private; an existing one keeps its own mode.
     yield StringCommand(
-        "{ test -d", QuoteString(directory), "|| install -d -m 0700", QuoteString(directory),
-        "; } && install -m 0600 /dev/null", QuoteString(temp),
+        "test -d", QuoteString(directory), "|| install -d -m 0700", QuoteString(directory)
     )
-    yield FileUploadCommand(BytesIO(content), temp)
-    yield StringCommand(
-        "chown", owner, QuoteString(temp),
-        "&& chmod", mode, QuoteString(temp),
-        "&& mv -f", QuoteString(temp), QuoteString(path),
-    )
+    yield upload

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 from dataclasses import dataclass
-from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import (
-    FileUploadCommand,
     HiddenValue,
     OperationValueError,
     QuoteString,
@@ -18,6 +16,7 @@ from pyinfra.api import (
 )
 
 from facts.wireguard_state import WireguardInterface, interface_paths
+from operations.private_upload import PrivateUploadCommand
 from operations.text_files import write_command
 from socle.wireguard_keys import public_key_of
 
@@ -70,7 +69,7 @@ def interface(
     peers: list[WireguardPeer] | None = None,
     private_key: HiddenValue | str | None = None,
     interface: str = "wg0",
-) -> Generator[StringCommand | FileUploadCommand, None, None]:
+) -> Generator[StringCommand | PrivateUploadCommand, None, None]:
     """
     Run a WireGuard interface with the given address, port and peers, enabled at boot.
 
@@ -118,15 +117,10 @@ def interface(
 
     if secret is not None and state["public_key"] != wanted_public_key:
         key_changed = True
-        temp = key_path + ".new"
-        # Uploaded over SFTP into a file made private first: the key never appears in a
-        # command line, where the node's process list would show it.
-        yield StringCommand(
-            "umask 077 && mkdir -p /etc/wireguard && install -m 0600 /dev/null",
-            QuoteString(temp),
-        )
-        yield FileUploadCommand(BytesIO((secret.unmask() + "\n").encode()), temp)
-        yield StringCommand("mv -f", QuoteString(temp), QuoteString(key_path))
+        # Never in a command line (the node's process list would show it), never readable
+        # by another local user on its way (operations.private_upload).
+        yield StringCommand("umask 077 && mkdir -p /etc/wireguard")
+        yield PrivateUploadCommand((secret.unmask() + "\n").encode(), key_path)
     elif secret is None and state["public_key"] is None:
         key_changed = True
         temp = key_path + ".new"
