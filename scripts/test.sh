@@ -12,6 +12,8 @@ export SOPS_DISABLE_VERSION_CHECK=1
 echo "==> lint: ruff and mypy" >&2
 .venv/bin/ruff check .
 .venv/bin/mypy .
+echo "==> no secret in clear in the repository" >&2
+.venv/bin/socle secrets check
 
 echo "==> tests" >&2
 status=0

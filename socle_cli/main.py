@@ -33,6 +33,23 @@ def _wireguard_client_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_check(args: argparse.Namespace) -> int:
+    from socle.secret_scan import scan_repository
+
+    findings = scan_repository(args.repo)
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(
+            f"socle: {len(findings)} secret(s) in clear: encrypt them with sops "
+            "(see README, Secrets), or mark a false alarm with `# not-a-secret: <why>`",
+            file=sys.stderr,
+        )
+        return 1
+    print("no secret in clear", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `socle` command."""
     parser = argparse.ArgumentParser(prog="socle", description="socle operator commands")
@@ -58,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--output", "-o", type=Path, help="file to write (mode 0600)")
     client.set_defaults(handler=_wireguard_client_config)
+
+    secrets = commands.add_parser("secrets", help="secrets in the repository")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command")
+    check = secrets_commands.add_parser(
+        "check",
+        help="fail on any secret in clear in the repository, naming the file and line",
+        description=(
+            "Read every file git tracks or would add (ignored files aside) and fail on "
+            "private keys, secret-named values, Kubernetes Secrets with data, and SOPS "
+            "files with values left unencrypted. Test fixtures with throwaway keys are "
+            "allowed by path (socle.secret_scan.FIXTURE_PATHS)."
+        ),
+    )
+    check.add_argument("--repo", type=Path, default=Path("."), help="repository root")
+    check.set_defaults(handler=_secrets_check)
     return parser
 
 
