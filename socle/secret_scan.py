@@ -149,7 +149,7 @@ def _scan_kubernetes_secrets(path: str, text: str) -> Iterator[Finding]:
 
 
 def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:
-    start, lines = 1, []
+    start, lines = 1, list[str]()
     for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith("---"):
             yield start, "\n".join(lines)
