@@ -15,6 +15,8 @@ def write_sops_file(folder: Path, values: dict[str, str]) -> tuple[Path, Path]:
     """Encrypt ``values`` into ``folder/secrets.sops.yaml``; return it and the age key file.
 
     The clear file is removed at once; point ``SOPS_AGE_KEY_FILE`` at the key to decrypt.
+    sops runs in ``folder`` so that the repository's own ``.sops.yaml`` (the operators'
+    recipients) does not apply to test files.
     """
     identity = x25519.Identity.generate()
     key_file = folder / "operator.age-key"
@@ -24,7 +26,7 @@ def write_sops_file(folder: Path, values: dict[str, str]) -> tuple[Path, Path]:
     plain.write_text("".join(f"{key}: {value}\n" for key, value in values.items()))
     encrypted = subprocess.run(
         [sops_executable(), "encrypt", "--age", str(identity.to_public()), str(plain)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=folder,
         env={**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"},
     ).stdout  # fmt: skip
     plain.unlink()
