@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from pyrage import x25519
 
-from socle.sops_secrets import SopsError, decrypt_value, sops_executable
-
-
-def encrypt_for(identity: x25519.Identity, plain: Path) -> Path:
-    encrypted = plain.with_suffix(".sops.yaml")
-    env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"}
-    result = subprocess.run(
-        [sops_executable(), "encrypt", "--age", str(identity.to_public()), str(plain)],
-        capture_output=True, text=True, env=env, check=True,
-    )
-    encrypted.write_text(result.stdout)
-    return encrypted
+from socle.sops_secrets import SopsError, decrypt_value
+from tests.sops_files import write_sops_file
 
 
 @pytest.fixture
 def sops_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    identity = x25519.Identity.generate()
-    key_file = tmp_path / "operator.age-key"
-    key_file.write_text(str(identity) + "\n")
+    throwaway = "YNqHbfBQKaGvzefSSJfo7PQKjnrEXg0GXo6nnBAyMkw="  # not-a-secret: test vector
+    encrypted, key_file = write_sops_file(tmp_path, {"wireguard_private_key": throwaway})
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
-    plain = tmp_path / "wireguard.yaml"
-    plain.write_text("wireguard_private_key: YNqHbfBQKaGvzefSSJfo7PQKjnrEXg0GXo6nnBAyMkw=\n")
-    encrypted = encrypt_for(identity, plain)
-    plain.unlink()
     return encrypted
 
 
