@@ -34,6 +34,7 @@ _EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
 _IMAGE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$"
 )
+_LOOPBACK_HTTP = ("http://127.0.0.1:", "http://localhost:")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -66,6 +67,21 @@ class K3sArtefacts:
         return _require(self.airgap_images, f"k3s.sha256.{self.arch}.airgap_images", "k3s")
 
 
+def k3s_binary_name(arch: str) -> str:
+    """The name of k3s's binary in a release: ``k3s`` for amd64, ``k3s-arm64`` for arm64."""
+    return "k3s" if arch == "amd64" else f"k3s-{arch}"
+
+
+def k3s_airgap_images_name(arch: str) -> str:
+    """The name of the air-gap images archive socle installs (zstd, the smallest)."""
+    return f"k3s-airgap-images-{arch}.tar.zst"
+
+
+def k3s_checksums_name(arch: str) -> str:
+    """The name of the release's published checksum file for ``arch``."""
+    return f"sha256sum-{arch}.txt"
+
+
 @dataclass(frozen=True)
 class K3sPin:
     """The pinned k3s release and its checksums per architecture."""
@@ -83,6 +99,10 @@ class K3sPin:
     def kubernetes_version(self) -> str:
         """The Kubernetes version without k3s's suffix, e.g. ``1.33.2``."""
         return self.version[1:].split("+", 1)[0]
+
+    def release_file_url(self, name: str) -> str:
+        """The address of one file of the pinned release (``+`` in the version escaped)."""
+        return f"{self.release_url}/{self.version.replace('+', '%2B')}/{name}"
 
     def artefacts(self, arch: str) -> K3sArtefacts:
         """Return the checksums for ``arch`` (``amd64`` or ``arm64``)."""
@@ -170,7 +190,11 @@ def _checksum(data: Mapping[str, Any], key: str, where: str, pattern: re.Pattern
 
 def _https(data: Mapping[str, Any], key: str, where: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not value.startswith("https://") or " " in value:
+    # Plain http only on the loopback address, where tests serve a stand-in release.
+    loopback = isinstance(value, str) and value.startswith(_LOOPBACK_HTTP)
+    if not isinstance(value, str) or not (value.startswith("https://") or loopback) or (
+        " " in value
+    ):
         raise VersionsError(f"versions.toml: {where}.{key} = {value!r} is not an https URL")
     return value.rstrip("/")
 

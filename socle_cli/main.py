@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from socle.versions import VERSIONS_FILE
+
 
 def _wireguard_client_config(args: argparse.Namespace) -> int:
     from pyinfra.api.exceptions import PyinfraError
@@ -50,6 +52,22 @@ def _secrets_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pins(args: argparse.Namespace) -> int:
+    from socle.versions import VersionsError
+    from socle_cli.pins import PinError, pin
+
+    try:
+        changes = pin(args.what, args.versions_file, check=args.check)
+    except (PinError, VersionsError, OSError) as error:
+        print(f"socle: {error}", file=sys.stderr)
+        return 1
+    for change in changes:
+        print(("differs: " if args.check else "pinned: ") + change)
+    if not changes:
+        print(f"{args.versions_file} matches the publishers", file=sys.stderr)
+    return 1 if args.check and changes else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `socle` command."""
     parser = argparse.ArgumentParser(prog="socle", description="socle operator commands")
@@ -90,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--repo", type=Path, default=Path("."), help="repository root")
     check.set_defaults(handler=_secrets_check)
+
+    pins = commands.add_parser(
+        "pins",
+        help="fill versions.toml's checksums and digests in from their publishers",
+        description=(
+            "Read the k3s release's published sha256sum-<arch>.txt files and the PostgreSQL "
+            "image's digest from its registry, and write them into the versions file. "
+            "Nothing is computed locally; a publisher that does not answer leaves the file "
+            "as it was."
+        ),
+    )
+    pins.add_argument("what", nargs="?", choices=("k3s", "postgresql", "all"), default="all")
+    pins.add_argument("--versions-file", type=Path, default=VERSIONS_FILE)
+    pins.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a value differs"
+    )
+    pins.set_defaults(handler=_pins)
     return parser
 
 
