@@ -9,10 +9,7 @@ venv="${SOCLE_VENV:-$repo/.venv}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-if [[ $EUID -ne 0 ]]; then
-    echo "setup-machine.sh installs system packages and starts a container engine: run it as root (sudo)." >&2
-    exit 1
-fi
+source "$repo/scripts/lib/as-root.sh"
 
 packages=(
     # container engine for the test hosts (Podman serves the Docker API here)

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/scripts/lib/as-root.sh"
 cd "$repo"
 bash scripts/setup-machine.sh
 

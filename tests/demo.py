@@ -1,6 +1,6 @@
 """Deploy the platform into a local test host and print the proof of each phase.
 
-    sudo scripts/demo.sh            # set-up, then this
+    scripts/demo.sh                 # set-up (as root, or through sudo), then this
     python -m tests.demo [--keep]
 
 Three containers play the parts: `node` (the VPS), `admin` (an admin's laptop on the
