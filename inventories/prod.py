@@ -3,17 +3,24 @@
     pyinfra inventories/prod.py deploys/baseline.py
     pyinfra inventories/prod.py deploys/wireguard.py
 
-Its data is in group_data/prod.py.
+Its data is in group_data/prod.py. Both are a template: every value marked PLACEHOLDER
+(and any documentation address or example.org name) must be replaced first; until then
+pyinfra stops here, listing each one with what to put there, before connecting anywhere.
 """
+
+from pathlib import Path
+
+from socle.inventory_template import refuse_placeholders
 
 prod = [
     (
         "vps",
         {
-            # PLACEHOLDER: the VPS's public address (a documentation address until set).
-            "ssh_hostname": "203.0.113.10",
+            "ssh_hostname": "PLACEHOLDER: the VPS's public IPv4 address (OVH manager)",
             "ssh_user": "ubuntu",
             "_sudo": True,
         },
     ),
 ]
+
+refuse_placeholders(prod, Path(__file__).resolve().parent / "group_data" / "prod.py")

@@ -43,8 +43,16 @@ wireguard_admin_tcp_ports = [6443, 5432, 9100, 9090, 9093, 3000, 9464]
 # node generates its own on the first run and keeps it.
 # wireguard_private_key_sops = "secrets/prod/wireguard.sops.yaml"
 wireguard_peers = [
-    {"name": "admin1", "public_key": "PLACEHOLDER-admin1-public-key", "address": "10.8.0.2"},
-    {"name": "admin2", "public_key": "PLACEHOLDER-admin2-public-key", "address": "10.8.0.3"},
+    {
+        "name": "admin1",
+        "public_key": "PLACEHOLDER: admin1's WireGuard public key (wg genkey | wg pubkey)",
+        "address": "10.8.0.2",
+    },
+    {
+        "name": "admin2",
+        "public_key": "PLACEHOLDER: admin2's WireGuard public key",
+        "address": "10.8.0.3",
+    },
 ]
 
 # The cluster's ranges (k3s defaults), routed to admins over the VPN.
@@ -83,12 +91,11 @@ agent_settings = {
     # On the VPN address: reachable by admins and the cluster, never from the public side.
     "metrics": {"listen": "10.8.0.1", "port": 9464},
     "mail": {
-        # PLACEHOLDER: the operators' SMTP relay and addresses.
-        "host": "smtp.example.org",
+        "host": "PLACEHOLDER: your SMTP relay's host name",
         "port": 587,
         "security": "starttls",
-        "from": "socle-agent@example.org",
-        "to": ["ops@example.org"],
+        "from": "PLACEHOLDER: the sender address of the agent's mail",
+        "to": ["PLACEHOLDER: who is mailed when a job fails"],
         "secrets_file": "/etc/socle/mail-secrets.toml",
     },
 }
