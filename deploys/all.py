@@ -1,17 +1,24 @@
-"""Every phase of socle, in order.
+"""Every phase of socle, in order, with a progress line per phase.
 
     pyinfra inventories/prod.py deploys/all.py
 
 Each phase is also a deploy of its own (`pyinfra inventories/prod.py deploys/baseline.py`).
+A phase that fails stops the run on that host, naming the phase and what to look at.
 """
 
-from pyinfra import local
+from pyinfra import state
+
+from operations.phases import Phase, PhaseRunner
 
 PHASES = (
-    "deploys/baseline.py",
-    "deploys/wireguard.py",
-    "deploys/agent.py",
-)
+    Phase("baseline", "deploys/baseline.py",
+          "sshd -t and /etc/ssh/sshd_config.d/, `ufw status verbose` on the node"),
+    Phase("wireguard", "deploys/wireguard.py",
+          "`systemctl status wg-quick@wg0` and `wg show` on the node"),
+    Phase("agent", "deploys/agent.py",
+          "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
+)  # fmt: skip
 
+runner = PhaseRunner(state)
 for phase in PHASES:
-    local.include(phase)
+    runner.include(phase)
