@@ -14,13 +14,14 @@ def _wireguard_client_config(args: argparse.Namespace) -> int:
     from pyinfra.api.exceptions import PyinfraError
 
     from socle.sops_secrets import SopsError
+    from socle_cli.inventory_hosts import InventoryHostError
     from socle_cli.wireguard_client import ClientConfigError, write_client_config
 
     try:
         text = write_client_config(
             Path(args.inventory), args.peer, args.host, args.private_key_file
         )
-    except (ClientConfigError, PyinfraError, SopsError, OSError) as error:
+    except (ClientConfigError, InventoryHostError, PyinfraError, SopsError, OSError) as error:
         print(f"socle: {error}", file=sys.stderr)
         return 1
     if args.output is None:
