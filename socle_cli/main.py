@@ -9,6 +9,8 @@ from pathlib import Path
 
 from socle.versions import VERSIONS_FILE
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def _wireguard_client_config(args: argparse.Namespace) -> int:
     from pyinfra.api.exceptions import PyinfraError
@@ -69,6 +71,52 @@ def _pins(args: argparse.Namespace) -> int:
     return 1 if args.check and changes else 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from pyinfra.api.exceptions import PyinfraError
+
+    from socle_cli.inventory_hosts import InventoryHostError, load_hosts, node_session
+    from socle_cli.verify import (
+        Verdict,
+        VerifyContext,
+        now_utc,
+        overall,
+        render_markdown,
+        run_checks,
+        write_report,
+    )
+
+    started = now_utc()
+    with ExitStack() as stack:
+        try:
+            hosts = load_hosts(args.inventory)
+            host = args.host or (next(iter(hosts)) if len(hosts) == 1 else None)
+            if host is None or host not in hosts:
+                raise InventoryHostError(f"choose a host with --host ({', '.join(hosts)})")
+        except (InventoryHostError, PyinfraError) as error:
+            print(f"socle: {error}", file=sys.stderr)
+            return 2
+        try:
+            node = stack.enter_context(node_session(args.inventory, host))
+        except (InventoryHostError, PyinfraError) as error:
+            print(f"socle: {error}: the checks made on the node are not checked", file=sys.stderr)
+            node = None
+        context = VerifyContext(host_name=host, data=hosts[host], node=node, repo=args.repo)
+        if args.all_ports:
+            context.scan_ports = range(1, 65536)
+        results = run_checks(context)
+    report = render_markdown(host, results, started)
+    sys.stdout.write(report)
+    path = write_report(args.report_dir, host, report, started)
+    print(f"report kept in {path}", file=sys.stderr)
+    if overall(results) is Verdict.NO_GO:
+        return 1
+    if args.strict and any(r.verdict is Verdict.NOT_CHECKED for r in results):
+        return 3
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `socle` command."""
     parser = argparse.ArgumentParser(prog="socle", description="socle operator commands")
@@ -126,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if a value differs"
     )
     pins.set_defaults(handler=_pins)
+
+    verify = commands.add_parser(
+        "verify",
+        help="run each phase's proof against the host: a Go/No-Go report",
+        description=(
+            "Run the Go/No-Go checks against the host and print the report as Markdown; "
+            "keep it in --report-dir. Exit 1 on No-Go; with --strict, exit 3 when a check "
+            "could not run."
+        ),
+    )
+    verify.add_argument("-i", "--inventory", type=Path, required=True)
+    verify.add_argument("--host", help="the host, when the inventory has several")
+    verify.add_argument("--report-dir", type=Path, default=Path("verify-reports"))
+    verify.add_argument(
+        "--repo", type=Path, default=REPO_ROOT, help="the repository checked for secrets in clear"
+    )
+    verify.add_argument(
+        "--all-ports", action="store_true", help="scan all 65535 TCP ports (slower)"
+    )
+    verify.add_argument("--strict", action="store_true", help="a check not run fails too")
+    verify.set_defaults(handler=_verify)
     return parser
 
 

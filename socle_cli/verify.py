@@ -1,0 +1,334 @@
+"""`socle verify`: the design's Go/No-Go criteria, run against the real host as evidence.
+
+Each check runs one phase's proof and returns a verdict with its evidence: **Go**,
+**No-Go**, or **not checked** with the reason (no cluster yet, a stand-in, unreachable).
+A check that raises is "not checked", never Go. The whole is No-Go when any check is.
+
+Example::
+
+    socle verify -i inventories/prod.py            # table on stdout, Markdown report kept
+    socle verify -i inventories/prod.py --strict   # "not checked" fails too
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from socle.secret_scan import scan_repository
+from socle_cli.inventory_hosts import NodeSession
+
+REPO = Path(__file__).resolve().parent.parent
+# Ports worth a look when the whole range is not scanned: the well-known ones, every
+# admin port socle uses, what Kubernetes components listen on, and the NodePort range.
+DEFAULT_SCAN_PORTS: tuple[int, ...] = tuple(
+    sorted(
+        {*range(1, 1025), 2379, 2380, 3000, 5000, 5432, 6443, 8000, 8080, 8443, 8472,
+         *range(9090, 9101), 9464, 9796, *range(10248, 10261), *range(30000, 32768)}
+    )
+)  # fmt: skip
+HANDSHAKE_FRESH_S = 600
+
+
+class Verdict(StrEnum):
+    """What a check concluded."""
+
+    GO = "Go"
+    NO_GO = "No-Go"
+    NOT_CHECKED = "not checked"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the report: which phase, which check, the verdict and its evidence."""
+
+    phase: str
+    check: str
+    verdict: Verdict
+    evidence: str
+
+
+@dataclass
+class VerifyContext:
+    """What checks read: the host's inventory data, an SSH session, the repository."""
+
+    host_name: str
+    data: dict[str, Any]
+    node: NodeSession | None
+    repo: Path = REPO
+    scan_ports: Sequence[int] = DEFAULT_SCAN_PORTS
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def public_address(self) -> str:
+        """The address the public side sees: the SSH address of the inventory."""
+        return str(self.data.get("ssh_hostname") or self.host_name)
+
+    def run(self, command: str, sudo: bool = True) -> str:
+        """Run ``command`` on the node; raise ``NotChecked`` when it cannot."""
+        if self.node is None:
+            raise NotChecked("no SSH session to the node")
+        ok, output = self.node.run(command, sudo=sudo)
+        if not ok:
+            raise NotChecked(f"`{command}` failed on the node")
+        return output
+
+
+class NotChecked(Exception):
+    """The check could not run; the message says why."""
+
+
+Check = Callable[[VerifyContext], Iterable[CheckResult]]
+
+
+def _result(phase: str, check: str, ok: bool, evidence: str) -> CheckResult:
+    return CheckResult(phase, check, Verdict.GO if ok else Verdict.NO_GO, evidence)
+
+
+def _connection_budget() -> int:
+    """How many connections may be open at once: the file limit, raised to its maximum."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return max(64, min(soft - 256, 8192))
+
+
+async def _open_ports(address: str, ports: Sequence[int], timeout: float) -> list[int]:
+    # A firewall that drops answers nothing: each closed port costs the whole timeout, so
+    # the ports are tried all at once, as far as the file limit allows.
+    limit = asyncio.Semaphore(_connection_budget())
+
+    async def probe(port: int) -> int | None:
+        async with limit:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            except (OSError, TimeoutError):
+                return None
+            writer.close()
+            return port
+
+    found = await asyncio.gather(*(probe(port) for port in ports))
+    return sorted(port for port in found if port is not None)
+
+
+def open_tcp_ports(address: str, ports: Sequence[int], timeout: float = 1.0) -> list[int]:
+    """Return which of ``ports`` accept a TCP connection at ``address``, from here."""
+    return asyncio.run(_open_ports(address, ports, timeout))
+
+
+def check_public_ports(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Phase 1: from the operator's machine, only the public ports answer."""
+    allowed = set(ctx.data.get("ufw_public_tcp", [22, 80, 443]))
+    started = time.monotonic()
+    open_ports = open_tcp_ports(ctx.public_address, ctx.scan_ports)
+    unexpected = sorted(set(open_ports) - allowed)
+    evidence = (
+        f"{len(ctx.scan_ports)} TCP ports of {ctx.public_address} scanned in "
+        f"{time.monotonic() - started:.1f} s: open {open_ports or 'none'}"
+        + (f"; NOT ALLOWED: {unexpected}" if unexpected else f"; allowed {sorted(allowed)}")
+    )
+    yield _result("1 baseline", "public TCP ports", not unexpected, evidence)
+
+
+def offered_ssh_methods(address: str, port: int, user: str) -> list[str]:
+    """Return the authentication methods the SSH server offers ``user`` (none tried)."""
+    import paramiko
+
+    with socket.create_connection((address, port), timeout=10) as sock:
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=10)
+            try:
+                transport.auth_none(user)
+            except paramiko.BadAuthenticationType as refusal:
+                return sorted(refusal.allowed_types)
+            return ["none"]
+        finally:
+            transport.close()
+
+
+def check_ssh_logins(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Phase 1: password login is not offered, and root may not log in at all."""
+    port = int(ctx.data.get("ssh_port", 22))
+    user = str(ctx.data.get("ssh_user", "ubuntu"))
+    methods = offered_ssh_methods(ctx.public_address, port, user)
+    yield _result(
+        "1 baseline", "password login refused",
+        set(methods) <= {"publickey"}, f"the server offers {user}: {', '.join(methods)}",
+    )  # fmt: skip
+    settings = dict(
+        line.split(" ", 1) for line in ctx.run("sshd -T").splitlines() if " " in line
+    )
+    root = settings.get("permitrootlogin", "unknown")
+    yield _result(
+        "1 baseline", "root login refused", root == "no", f"sshd -T: permitrootlogin {root}"
+    )
+
+
+def check_wireguard(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Phase 2: the VPN is up and a peer completed a handshake recently."""
+    interface = str(ctx.data.get("wireguard_interface", "wg0"))
+    output = ctx.run(f"wg show {interface} latest-handshakes && date +%s")
+    lines = output.split()
+    now = int(lines[-1])
+    stamps = [int(value) for value in lines[1:-1:2] if value.isdigit() and int(value) > 0]
+    if not stamps:
+        yield _result(
+            "2 VPN", "WireGuard handshake", False,
+            f"{interface} is up but no peer has ever completed a handshake: connect your "
+            "VPN client and run again",
+        )  # fmt: skip
+        return
+    age = now - max(stamps)
+    yield _result(
+        "2 VPN", "WireGuard handshake", age <= HANDSHAKE_FRESH_S,
+        f"{interface}: newest handshake {age} s ago ({len(stamps)} peer(s) seen), "
+        f"fresh within {HANDSHAKE_FRESH_S} s",
+    )  # fmt: skip
+
+
+def agent_metrics(ctx: VerifyContext) -> tuple[dict[str, list[tuple[dict[str, str], float]]], int]:
+    """The agent's metrics read on the node, by name, and the node's clock."""
+    if "metrics" not in ctx.cache:
+        metrics = ctx.data.get("agent_settings", {}).get("metrics", {})
+        address = f"{metrics.get('listen', '127.0.0.1')}:{metrics.get('port', 9464)}"
+        text = ctx.run(f"curl -sf --max-time 5 http://{address}/metrics && echo && date +%s",
+                       sudo=False)  # fmt: skip
+        body, _, clock = text.rstrip().rpartition("\n")
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+        ctx.cache["metrics"] = (samples, int(clock))
+    cached: tuple[dict[str, list[tuple[dict[str, str], float]]], int] = ctx.cache["metrics"]
+    return cached
+
+
+def _by_target(samples: list[tuple[dict[str, str], float]]) -> dict[str, float]:
+    return {
+        "/".join(v for k, v in sorted(labels.items()) if k in ("kind", "database")): value
+        for labels, value in samples
+    }
+
+
+def check_agent(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Phase 7: the agent runs, the newest backups are within the RPO, drills pass the RTO."""
+    state = ctx.run("systemctl is-active socle-agent || true").strip()
+    yield _result("7 backups", "agent running", state == "active", f"socle-agent is {state}")
+    samples, now = agent_metrics(ctx)
+    newest = _by_target(samples.get("socle_backup_newest_timestamp_seconds", []))
+    rpo = _by_target(samples.get("socle_rpo_target_seconds", []))
+    if not newest:
+        yield _result("7 backups", "backup within the RPO", False, "no backup in the catalogue")
+    for target, stamp in sorted(newest.items()):
+        target_rpo = rpo.get(target, rpo.get(target.split("/")[0]))
+        age = now - stamp
+        yield _result(
+            "7 backups", f"{target} backup within the RPO",
+            target_rpo is not None and age <= target_rpo,
+            f"newest {age:.0f} s old, RPO {target_rpo if target_rpo is not None else '?'} s",
+        )  # fmt: skip
+    results = _by_target(samples.get("socle_drill_last_result", []))
+    durations = _by_target(samples.get("socle_drill_last_duration_seconds", []))
+    rto = _by_target(samples.get("socle_rto_target_seconds", []))
+    if not results:
+        yield _result("7 backups", "restore drill within the RTO", False, "no drill has run")
+    for target, passed in sorted(results.items()):
+        took = durations.get(target)
+        target_rto = rto.get(target, rto.get(target.split("/")[0]))
+        within = took is not None and target_rto is not None and took <= target_rto
+        yield _result(
+            "7 backups", f"{target} drill within the RTO", passed == 1 and within,
+            f"last drill {'passed' if passed == 1 else 'FAILED'} in "
+            f"{'?' if took is None else f'{took:.1f}'} s, RTO {target_rto} s",
+        )  # fmt: skip
+
+
+def check_repository(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Repository: no secret in clear."""
+    findings = scan_repository(ctx.repo)
+    shown = "; ".join(str(f) for f in findings[:3]) + (" ..." if len(findings) > 3 else "")
+    yield _result(
+        "repository", "no secret in clear", not findings,
+        shown if findings else f"socle secrets check over {ctx.repo.name}: nothing found",
+    )  # fmt: skip
+
+
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("1 baseline", check_public_ports),
+    ("1 baseline", check_ssh_logins),
+    ("2 VPN", check_wireguard),
+    ("7 backups", check_agent),
+    ("repository", check_repository),
+)
+
+
+def run_checks(
+    ctx: VerifyContext, checks: Sequence[tuple[str, Check]] = CHECKS
+) -> list[CheckResult]:
+    """Run every check; one that cannot run says why instead of passing."""
+    results: list[CheckResult] = []
+    for phase, check in checks:
+        name = (check.__doc__ or check.__name__).split(":", 1)[-1].strip().rstrip(".")
+        try:
+            results.extend(check(ctx))
+        except NotChecked as reason:
+            results.append(CheckResult(phase, name, Verdict.NOT_CHECKED, str(reason)))
+        except Exception as error:  # noqa: BLE001 - any failure to check is reported as such
+            results.append(
+                CheckResult(phase, name, Verdict.NOT_CHECKED, f"{type(error).__name__}: {error}")
+            )
+    return results
+
+
+def overall(results: Sequence[CheckResult]) -> Verdict:
+    """No-Go if any check is No-Go, else Go (checks not checked are listed, never Go)."""
+    return Verdict.NO_GO if any(r.verdict is Verdict.NO_GO for r in results) else Verdict.GO
+
+
+def render_markdown(host: str, results: Sequence[CheckResult], when: datetime) -> str:
+    """The report kept as evidence: the verdict, then one table row per check."""
+    verdict = overall(results)
+    unchecked = sum(r.verdict is Verdict.NOT_CHECKED for r in results)
+    lines = [
+        f"# socle verify: {host}, {when.strftime('%Y-%m-%d %H:%M:%S UTC')}",
+        "",
+        f"**{verdict.value}**" + (f" ({unchecked} not checked)" if unchecked else ""),
+        "",
+        "| phase | check | verdict | evidence |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r.phase} | {r.check} | {r.verdict.value} | {_cell(r.evidence)} |" for r in results
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return re.sub(r"\s+", " ", text).replace("|", "\\|")
+
+
+def write_report(folder: Path, host: str, text: str, when: datetime) -> Path:
+    """Write the Markdown report as ``verify-<host>-<UTC time>.md`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"verify-{host}-{when.strftime('%Y%m%dT%H%M%SZ')}.md"
+    path.write_text(text)
+    return path
+
+
+def now_utc() -> datetime:
+    """The report's timestamp."""
+    return datetime.now(UTC)
