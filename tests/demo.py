@@ -22,8 +22,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness.hosts import DEFAULT_CACHE_DIR, Harness, changed_operations
-from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key
+from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
+from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key, socle_command
 from tests.hosts.probes import (
     eventually,
     key_login,
@@ -162,6 +162,14 @@ def main() -> int:
                              == [22]))
         metrics_back = eventually(lambda: tcp_answers(admin, VPN_ADDRESS, 9464), 120)
         results.append(check("metrics over the VPN after the reboot", metrics_back))
+
+        say("\n== the Go/No-Go report, as an operator gets it:")
+        say("$ socle verify -i inventories/test.py")
+        report = socle_command(hosts_file, "verify", "-i", "inventories/test.py",
+                               "--report-dir", str(REPO_ROOT / "verify-reports"))  # fmt: skip
+        say(report.stdout.rstrip())
+        results.append(check("socle verify says Go", report.returncode == 0,
+                             report.stderr.strip().splitlines()[-1] if report.stderr else ""))
     finally:
         os.environ.pop("SOPS_AGE_KEY_FILE", None)
         if not args.keep:
