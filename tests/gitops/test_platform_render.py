@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ def test_renders_are_the_same_on_every_run(renderer: Renderer, platform: Platfor
     again = renderer.application(kps)
 
     def digest(objects: list[dict[str, Any]]) -> str:
-        return hashlib.sha256(yaml.safe_dump(objects, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
 
     assert digest(again) == digest(platform.applications["kube-prometheus-stack"])
 
