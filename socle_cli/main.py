@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--output", "-o", type=Path, help="file to write (mode 0600)")
     client.set_defaults(handler=_wireguard_client_config)
+
+    from socle_cli.alerting import add_commands
+
+    add_commands(commands)
     return parser
 
 
