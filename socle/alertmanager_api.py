@@ -48,7 +48,9 @@ def parse_window(text: str) -> dt.timedelta:
     if window <= dt.timedelta(0):
         raise ValueError(f"{text!r} is no time at all")
     if window > MAX_WINDOW:
-        raise ValueError(f"{text!r} is longer than {MAX_WINDOW.days} days: end it and start another")
+        raise ValueError(
+            f"{text!r} is longer than {MAX_WINDOW.days} days: end it and start another"
+        )
     return window
 
 
@@ -72,15 +74,18 @@ def maintenance_silence(
     }
 
 
-def manual_test_alert(author: str, lasting: dt.timedelta = dt.timedelta(minutes=5),
-               now: dt.datetime | None = None) -> dict[str, Any]:
+def manual_test_alert(
+    author: str, lasting: dt.timedelta = dt.timedelta(minutes=5), now: dt.datetime | None = None
+) -> dict[str, Any]:
     """A level-1 alert that resolves by itself after ``lasting``."""
     start = now or dt.datetime.now(dt.UTC)
     return {
         "labels": {"alertname": TEST_ALERT, "severity": "critical"},
         "annotations": {
             "summary": "test alert from socle",
-            "description": f"Sent by `socle alert test` ({author}) to check that level-1 mail arrives.",
+            "description": (
+                f"Sent by `socle alert test` ({author}) to check that level-1 mail arrives."
+            ),
         },
         "startsAt": start.isoformat(),
         "endsAt": (start + lasting).isoformat(),
@@ -89,10 +94,9 @@ def manual_test_alert(author: str, lasting: dt.timedelta = dt.timedelta(minutes=
 
 def is_maintenance(silence: Mapping[str, Any]) -> bool:
     """Whether a silence is an active maintenance window made by socle."""
-    return (
-        str(silence.get("createdBy", "")).startswith(CREATED_BY)
-        and silence.get("status", {}).get("state") in ("active", "pending")
-    )
+    return str(silence.get("createdBy", "")).startswith(CREATED_BY) and silence.get(
+        "status", {}
+    ).get("state") in ("active", "pending")
 
 
 class AlertmanagerApi:
@@ -115,12 +119,14 @@ class AlertmanagerApi:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace").strip()
-            raise AlertmanagerError(f"Alertmanager at {self.url} refused {method} {path}: "
-                                    f"{error.code} {detail}") from None
+            raise AlertmanagerError(
+                f"Alertmanager at {self.url} refused {method} {path}: {error.code} {detail}"
+            ) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise AlertmanagerError(
-                f"cannot reach Alertmanager at {self.url} ({reason}); is the VPN up?") from None
+                f"cannot reach Alertmanager at {self.url} ({reason}); is the VPN up?"
+            ) from None
         return json.loads(text) if text.strip() else None
 
     def create_silence(self, silence: Mapping[str, Any]) -> str:

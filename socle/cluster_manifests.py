@@ -98,7 +98,10 @@ def root_application(values: Mapping[str, Any]) -> dict[str, Any]:
                 "path": "gitops/root",
                 "helm": {"releaseName": "root", "valuesObject": dict(values)},
             },
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": ARGOCD_NAMESPACE},
+            "destination": {
+                "server": "https://kubernetes.default.svc",
+                "namespace": ARGOCD_NAMESPACE,
+            },
             "syncPolicy": {
                 "automated": {"prune": True, "selfHeal": True},
                 "retry": {
@@ -112,7 +115,11 @@ def root_application(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def namespace(name: str) -> dict[str, Any]:
     """A Namespace, so Secrets can be made in it before Argo CD syncs its application."""
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(LABELS)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": dict(LABELS)},
+    }
 
 
 def secret(
@@ -149,7 +156,9 @@ def repository_secret(url: str, credentials: Mapping[str, str]) -> dict[str, Any
 
 def postgresql_secret(password: str) -> dict[str, Any]:
     """The Secret PostgreSQL, its exporter and the node agent read (database namespace)."""
-    return secret("postgresql-credentials", "database", {"username": "postgres", "password": password})
+    return secret(
+        "postgresql-credentials", "database", {"username": "postgres", "password": password}
+    )
 
 
 def alertmanager_smtp_secret(password: str) -> dict[str, Any]:

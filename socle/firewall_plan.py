@@ -16,10 +16,9 @@ from socle.inventory_checks import (
     cluster_ranges,
     vpn_interface,
 )
-
-DEFAULT_AGENT_METRICS_PORT = 9464
 from socle.ufw_rules import UfwRule
 
+DEFAULT_AGENT_METRICS_PORT = 9464
 # The bridge k3s's flannel puts pods on: the cluster's Prometheus reaches the node from it.
 CLUSTER_BRIDGE = "cni0"
 
@@ -46,9 +45,13 @@ def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
     ]
     metrics = data.get("agent_settings", {}).get("metrics")
     if metrics:
-        rules.append(UfwRule(
-            port=metrics.get("port", DEFAULT_AGENT_METRICS_PORT), proto="tcp",
-            interface=CLUSTER_BRIDGE, source=str(ranges["cluster_pod_cidr"]),
-            to=str(metrics.get("listen", vpn_interface(data).ip)),
-        ))
+        rules.append(
+            UfwRule(
+                port=metrics.get("port", DEFAULT_AGENT_METRICS_PORT),
+                proto="tcp",
+                interface=CLUSTER_BRIDGE,
+                source=str(ranges["cluster_pod_cidr"]),
+                to=str(metrics.get("listen", vpn_interface(data).ip)),
+            )
+        )
     return rules

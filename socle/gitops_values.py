@@ -43,7 +43,9 @@ DEFAULT_TIMING = {
     "heartbeat_interval": "1m",
 }
 
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$|^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$|^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+$"
+)
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d))+$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -101,10 +103,14 @@ def repository(data: Mapping[str, Any]) -> dict[str, str]:
     """The repository Argo CD follows: ``gitops_repository`` ``url`` and ``revision``."""
     repo = _mapping("gitops_repository", data.get("gitops_repository"))
     url = repo.get("url")
-    if not isinstance(url, str) or not (
-        (urlsplit(url).scheme in ("https", "ssh") and urlsplit(url).hostname)
-        or _SCP_URL.match(url)
-    ) or not _SAFE_TEXT.match(url):
+    if (
+        not isinstance(url, str)
+        or not (
+            (urlsplit(url).scheme in ("https", "ssh") and urlsplit(url).hostname)
+            or _SCP_URL.match(url)
+        )
+        or not _SAFE_TEXT.match(url)
+    ):
         raise InventoryDataError(
             "gitops_repository.url", f"{url!r} is not an https://, ssh:// or user@host:path URL"
         )
@@ -134,7 +140,9 @@ def alerting(data: Mapping[str, Any]) -> dict[str, Any]:
         raise InventoryDataError("alerting.to", f"expected a list of addresses, got {recipients!r}")
     require_tls = settings.get("require_tls", True)
     if not isinstance(require_tls, bool):
-        raise InventoryDataError("alerting.require_tls", f"expected true or false, got {require_tls!r}")
+        raise InventoryDataError(
+            "alerting.require_tls", f"expected true or false, got {require_tls!r}"
+        )
     values: dict[str, Any] = {
         "smarthost": smarthost,
         "from": _email("alerting.from", settings.get("from")),
@@ -156,8 +164,8 @@ def alerting(data: Mapping[str, Any]) -> dict[str, Any]:
         values[camel] = value
     if duration_seconds(values["repeatInterval"]) < duration_seconds(values["groupInterval"]):
         raise InventoryDataError(
-            "alerting.repeat_interval", "is shorter than group_interval: mails would repeat "
-            "at every group change"
+            "alerting.repeat_interval",
+            "is shorter than group_interval: mails would repeat at every group change",
         )
     return values
 
@@ -220,3 +228,36 @@ def root_values(data: Mapping[str, Any], versions: Versions) -> dict[str, Any]:
         "agent": {"metricsTarget": agent_metrics_target(data)},
         "alerting": alerting(data),
     }
+
+
+def repository_credentials(data: Mapping[str, Any]) -> dict[str, str] | None:
+    """Argo CD's credentials for a private ``gitops_repository``, decrypted from SOPS.
+
+    ``username`` with ``password_sops`` (an access token), or ``ssh_private_key_sops``;
+    ``None`` for a public repository. The values are returned to the caller only.
+    """
+    from socle.sops_secrets import decrypt_value
+
+    repo = _mapping("gitops_repository", data.get("gitops_repository"))
+    if repo.get("ssh_private_key_sops") is not None:
+        key = sops_reference("gitops_repository.ssh_private_key_sops", repo["ssh_private_key_sops"])
+        return {"sshPrivateKey": decrypt_value(key["file"], key["key"]) + "\n"}
+    if repo.get("password_sops") is not None:
+        key = sops_reference("gitops_repository.password_sops", repo["password_sops"])
+        username = _text("gitops_repository.username", repo.get("username"))
+        return {"username": username, "password": decrypt_value(key["file"], key["key"])}
+    return None
+
+
+def sops_value(data: Mapping[str, Any], key: str) -> str:
+    """Decrypt the SOPS value an inventory reference (``{"file", "key"}``) at ``key`` names.
+
+    ``key`` is dotted (``alerting.password_sops``); the value goes to the caller only.
+    """
+    from socle.sops_secrets import decrypt_value
+
+    node: Any = data
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    reference = sops_reference(key, node)
+    return decrypt_value(reference["file"], reference["key"])

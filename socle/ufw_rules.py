@@ -42,7 +42,12 @@ class UfwRule:
         """
         self._validate()
         prefix = "route " if self.route else ""
-        if self.interface is None and self.to is None and self.source is None and self.port is not None:
+        if (
+            self.interface is None
+            and self.to is None
+            and self.source is None
+            and self.port is not None
+        ):
             short = f"{self.action} {self.port}"
             if self.proto is not None:
                 short += f"/{self.proto}"
@@ -76,6 +81,8 @@ class UfwRule:
                 continue
             network = ipaddress.ip_network(address, strict=True)
             # UFW writes a single address without its /32
-            single = network.prefixlen == network.max_prefixlen and address == str(network.network_address)
+            single = network.prefixlen == network.max_prefixlen and address == str(
+                network.network_address
+            )
             if str(network) != address and not single:
                 raise ValueError(f"network not in canonical form: {address!r}")

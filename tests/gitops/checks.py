@@ -100,25 +100,44 @@ def containers(objects: Iterable[Object]) -> Iterator[Container]:
         kind = obj.get("kind")
         spec = pod_spec(obj)
         if spec is not None:
-            replicas = 1 if kind in ("DaemonSet", "Job", "CronJob") else int(
-                obj["spec"].get("replicas", 1))
+            replicas = (
+                1
+                if kind in ("DaemonSet", "Job", "CronJob")
+                else int(obj["spec"].get("replicas", 1))
+            )
             running = kind not in ("Job", "CronJob")
             for init, key in ((True, "initContainers"), (False, "containers")):
                 for c in spec.get(key) or []:
-                    yield Container(name_of(obj), c["name"], c.get("image", ""),
-                                    c.get("resources") or {}, init, replicas, running)
+                    yield Container(
+                        name_of(obj),
+                        c["name"],
+                        c.get("image", ""),
+                        c.get("resources") or {},
+                        init,
+                        replicas,
+                        running,
+                    )
         elif kind in ("Prometheus", "Alertmanager") and obj.get("apiVersion", "").startswith(
             "monitoring.coreos.com/"
         ):
             replicas = int(obj["spec"].get("replicas", 1))
-            yield Container(name_of(obj), kind.lower(), obj["spec"].get("image", ""),
-                            obj["spec"].get("resources") or {}, False, replicas, True)
+            yield Container(
+                name_of(obj),
+                kind.lower(),
+                obj["spec"].get("image", ""),
+                obj["spec"].get("resources") or {},
+                False,
+                replicas,
+                True,
+            )
             if reloader is not None:
                 image, resources = reloader
-                yield Container(name_of(obj), "config-reloader", image, resources, False,
-                                replicas, True)
-                yield Container(name_of(obj), "init-config-reloader", image, resources, True,
-                                replicas, True)
+                yield Container(
+                    name_of(obj), "config-reloader", image, resources, False, replicas, True
+                )
+                yield Container(
+                    name_of(obj), "init-config-reloader", image, resources, True, replicas, True
+                )
 
 
 def _config_reloader(objects: Iterable[Object]) -> tuple[str, Mapping[str, Any]] | None:
@@ -186,7 +205,8 @@ def over_budget(objects: Iterable[Object]) -> list[str]:
     if memory > POD_BUDGET_MEMORY:
         problems.append(
             f"memory requests {memory / 2**20:.0f}Mi exceed the {POD_BUDGET_MEMORY / 2**20:.0f}Mi "
-            "a 4 GB node leaves to these pods")
+            "a 4 GB node leaves to these pods"
+        )
     if cpu > POD_BUDGET_CPU:
         problems.append(f"CPU requests {cpu} exceed the {POD_BUDGET_CPU} cores left to these pods")
     return problems
@@ -220,9 +240,10 @@ def exposed(objects: Iterable[Object], vpn_address: str) -> list[str]:
         if obj.get("kind") == "Service":
             spec = obj.get("spec", {})
             kind = spec.get("type", "ClusterIP")
-            if kind in ("LoadBalancer", "NodePort") and (
-                meta.get("namespace"), meta.get("name")
-            ) not in PUBLIC_SERVICE_ALLOWLIST:
+            if (
+                kind in ("LoadBalancer", "NodePort")
+                and (meta.get("namespace"), meta.get("name")) not in PUBLIC_SERVICE_ALLOWLIST
+            ):
                 problems.append(f"{name_of(obj)} is of type {kind}: public, whatever UFW says")
             for address in spec.get("externalIPs") or []:
                 if address != vpn_address:
@@ -237,7 +258,8 @@ def exposed(objects: Iterable[Object], vpn_address: str) -> list[str]:
                 for port in c.get("ports") or []:
                     if "hostPort" in port:
                         problems.append(
-                            f"{name_of(obj)}: container {c['name']} has hostPort {port['hostPort']}")
+                            f"{name_of(obj)}: container {c['name']} has hostPort {port['hostPort']}"
+                        )
     return problems
 
 
@@ -250,8 +272,10 @@ def k3s_absent_scrapes_and_rules(objects: Iterable[Object]) -> list[str]:
         text = json.dumps(obj)
         if kind in ("ServiceMonitor", "PodMonitor", "Service", "PrometheusRule"):
             for job in K3S_ABSENT_JOBS:
-                if f'job=\\"{job}\\"' in text or f'"jobLabel": "{job}"' in text or (
-                    kind in ("ServiceMonitor", "Service") and f"-{job}" in meta_name(obj)
+                if (
+                    f'job=\\"{job}\\"' in text
+                    or f'"jobLabel": "{job}"' in text
+                    or (kind in ("ServiceMonitor", "Service") and f"-{job}" in meta_name(obj))
                 ):
                     problems.append(f"{name_of(obj)} scrapes or alerts on {job}")
         if kind == "PrometheusRule":
@@ -260,7 +284,9 @@ def k3s_absent_scrapes_and_rules(objects: Iterable[Object]) -> list[str]:
                     if rule.get("alert") in ALWAYS_FIRING_ON_ONE_NODE or "etcd" in rule.get(
                         "alert", ""
                     ):
-                        problems.append(f"{name_of(obj)}: rule {rule['alert']} cannot hold on one k3s node")
+                        problems.append(
+                            f"{name_of(obj)}: rule {rule['alert']} cannot hold on one k3s node"
+                        )
     return problems
 
 
@@ -270,6 +296,7 @@ def meta_name(obj: Mapping[str, Any]) -> str:
 
 
 # ---- offline validation --------------------------------------------------------------
+
 
 class SchemaBook:
     """JSON schemas of custom resources, from rendered CRDs and a folder of JSON schemas.
@@ -302,7 +329,11 @@ class SchemaBook:
             kind, _, version = path.stem.rpartition("_")
             schema = json.loads(path.read_text())
             for known_group, known_version, known_kind in list(self.schemas):
-                if (known_group, known_version, known_kind.lower()) == (path.parent.name, version, kind):
+                if (known_group, known_version, known_kind.lower()) == (
+                    path.parent.name,
+                    version,
+                    kind,
+                ):
                     break
             else:
                 key = (path.parent.name, version, _kind_named(kind))
@@ -329,8 +360,12 @@ class SchemaBook:
         return None
 
 
-_KINDS = {"helmchart": "HelmChart", "helmchartconfig": "HelmChartConfig",
-          "application": "Application", "appproject": "AppProject"}
+_KINDS = {
+    "helmchart": "HelmChart",
+    "helmchartconfig": "HelmChartConfig",
+    "application": "Application",
+    "appproject": "AppProject",
+}
 
 
 def _kind_named(lower: str) -> str:

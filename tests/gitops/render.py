@@ -56,7 +56,9 @@ class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoa
 
 
 # An enum value `=` in those CRDs is read as YAML's `value` tag, which safe_load refuses.
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+_Loader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 def load_all(text: str) -> list[dict[str, Any]]:
@@ -218,12 +220,14 @@ class Renderer:
             if "chart" in source:
                 chart = self.chart_archive(source["chart"], source["targetRevision"])
                 objects += self.helm_template(
-                    release, chart, namespace, files, helm.get("valuesObject"))
+                    release, chart, namespace, files, helm.get("valuesObject")
+                )
             else:
                 folder = self._git_path(source)
                 if (folder / "Chart.yaml").exists():
                     objects += self.helm_template(
-                        release, folder, namespace, files, helm.get("valuesObject"))
+                        release, folder, namespace, files, helm.get("valuesObject")
+                    )
                 else:
                     objects += manifests_in(folder)
         return [_with_namespace(obj, namespace) for obj in objects]
@@ -236,7 +240,9 @@ class Renderer:
             rendered = list(pool.map(self.application, apps))
         return Platform(
             root=root,
-            applications={app["metadata"]["name"]: objs for app, objs in zip(apps, rendered, strict=True)},
+            applications={
+                app["metadata"]["name"]: objs for app, objs in zip(apps, rendered, strict=True)
+            },
         )
 
     def _git_path(self, source: Mapping[str, Any]) -> Path:

@@ -109,7 +109,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = ""
 
 
 def scaled(duration: str) -> str:
-    seconds = sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+    seconds = sum(
+        int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"(\d+)([smh])", duration)
+    )
     return f"{max(MIN_FOR_SECONDS, seconds // FOR_SCALE)}s"
 
 
@@ -131,19 +133,29 @@ class Stack:
 
     def post(self, alertname: str, severity: str, lasting: float = 60.0, **labels: str) -> None:
         now = dt.datetime.now(dt.UTC)
-        self.api().post_alerts([{
-            "labels": {"alertname": alertname, "severity": severity, **labels},
-            "annotations": {"summary": f"{alertname} (posted by the test)", "description": "test"},
-            "startsAt": now.isoformat(),
-            "endsAt": (now + dt.timedelta(seconds=lasting)).isoformat(),
-        }])
+        self.api().post_alerts(
+            [
+                {
+                    "labels": {"alertname": alertname, "severity": severity, **labels},
+                    "annotations": {
+                        "summary": f"{alertname} (posted by the test)",
+                        "description": "test",
+                    },
+                    "startsAt": now.isoformat(),
+                    "endsAt": (now + dt.timedelta(seconds=lasting)).isoformat(),
+                }
+            ]
+        )
 
 
 def alerting_values(smtp_port: int, heartbeat_port: int, agent_port: int) -> dict[str, Any]:
     """Production's inventory data, pointing at this machine's receivers, time scaled."""
     data = prod_data()
     data["wireguard_address"] = "127.0.0.1/8"
-    data["agent_settings"] = {**data["agent_settings"], "metrics": {"listen": "127.0.0.1", "port": agent_port}}
+    data["agent_settings"] = {
+        **data["agent_settings"],
+        "metrics": {"listen": "127.0.0.1", "port": agent_port},
+    }
     data["alerting"] = {
         "smarthost": f"127.0.0.1:{smtp_port}",
         "from": "alertmanager@node.test",
@@ -158,13 +170,19 @@ def alerting_values(smtp_port: int, heartbeat_port: int, agent_port: int) -> dic
     return root_values(data, render_versions())
 
 
-def rendered_configs(renderer: Renderer, values: dict[str, Any]) -> tuple[str, str, str, list[dict[str, Any]]]:
+def rendered_configs(
+    renderer: Renderer, values: dict[str, Any]
+) -> tuple[str, str, str, list[dict[str, Any]]]:
     """Alertmanager's config and mail template, the agent's scrape job, the rule groups."""
     root = renderer.root(values)
     apps = {o["metadata"]["name"]: o for o in root if o["kind"] == "Application"}
     kps = renderer.application(apps["kube-prometheus-stack"])
     monitoring = renderer.application(apps["monitoring"])
-    secret = next(o for o in kps if o["kind"] == "Secret" and o["metadata"]["name"] == "alertmanager-kps-alertmanager")
+    secret = next(
+        o
+        for o in kps
+        if o["kind"] == "Secret" and o["metadata"]["name"] == "alertmanager-kps-alertmanager"
+    )
     scrape = next(o for o in kps if o["kind"] == "Secret" and "scrape" in o["metadata"]["name"])
 
     def decoded(obj: dict[str, Any], key: str) -> str:
@@ -176,8 +194,12 @@ def rendered_configs(renderer: Renderer, values: dict[str, Any]) -> tuple[str, s
         # socle-platform's PostgresqlDown reads postgres_exporter, which does not run here
         if group["name"] in ("general.rules", "socle-agent")
     ]  # fmt: skip
-    return (decoded(secret, "alertmanager.yaml"), decoded(secret, "socle-mail.tmpl"),
-            decoded(scrape, "additional-scrape-configs.yaml"), groups)
+    return (
+        decoded(secret, "alertmanager.yaml"),
+        decoded(secret, "socle-mail.tmpl"),
+        decoded(scrape, "additional-scrape-configs.yaml"),
+        groups,
+    )
 
 
 def start(name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -210,7 +232,9 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     class Ping(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            heartbeats.pings.append((time.monotonic(), [a["labels"]["alertname"] for a in body["alerts"]]))
+            heartbeats.pings.append(
+                (time.monotonic(), [a["labels"]["alertname"] for a in body["alerts"]])
+            )
             self.send_response(200)
             self.end_headers()
 
@@ -221,7 +245,8 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     threading.Thread(target=http.serve_forever, daemon=True).start()
 
     alertmanager_yaml, template, scrape_yaml, groups = rendered_configs(
-        renderer, alerting_values(smtp_port, heartbeat_port, agent_port))
+        renderer, alerting_values(smtp_port, heartbeat_port, agent_port)
+    )
     # The pod's paths, here: the mail template beside the config.
     (work / "socle-mail.tmpl").write_text(template)
     config = yaml.safe_load(alertmanager_yaml)
@@ -235,12 +260,18 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     scrape = yaml.safe_load(scrape_yaml)
     for job in scrape:
         job["scrape_interval"] = "1s"
-    (work / "prometheus.yaml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(work / "rules.yaml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": scrape,
-    }))
+    (work / "prometheus.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(work / "rules.yaml")],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": scrape,
+            }
+        )
+    )
 
     pg = make_cluster()
     pg.psql("create database app")
@@ -250,8 +281,8 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     password_file.chmod(0o600)
     (work / "agent.toml").write_text(f"""
 [agent]
-state_file = "{work / 'state' / 'state.json'}"
-backup_dir = "{work / 'backups'}"
+state_file = "{work / "state" / "state.json"}"
+backup_dir = "{work / "backups"}"
 
 [metrics]
 listen = "127.0.0.1"
@@ -279,16 +310,26 @@ retry_delay_seconds = 0.1
         ], work / "alertmanager.log")  # fmt: skip
         processes["prometheus"] = start("prometheus", [
             PROMETHEUS, f"--config.file={work / 'prometheus.yaml'}",
-            f"--storage.tsdb.path={work / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--storage.tsdb.path={work / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
             # firing alerts are sent again every minute by default: scaled too
             "--rules.alert.resend-delay=1s",
         ], work / "prometheus.log")  # fmt: skip
-        processes["agent"] = start("agent", [AGENT, "--config", str(work / "agent.toml"), "run"],
-                                   work / "agent.log")
+        processes["agent"] = start(
+            "agent", [AGENT, "--config", str(work / "agent.toml"), "run"], work / "agent.log"
+        )
         wait_for(lambda: ready(f"http://127.0.0.1:{am_port}/-/ready"), 60, "Alertmanager ready")
         wait_for(lambda: ready(f"http://127.0.0.1:{prom_port}/-/ready"), 60, "Prometheus ready")
-        yield Stack(inbox, heartbeats, f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}",
-                    password_file, pg, processes, config)
+        yield Stack(
+            inbox,
+            heartbeats,
+            f"http://127.0.0.1:{am_port}",
+            f"http://127.0.0.1:{prom_port}",
+            password_file,
+            pg,
+            processes,
+            config,
+        )
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -311,7 +352,9 @@ def test_the_rendered_alertmanager_config_is_valid(stack: Stack) -> None:
     assert amtool is not None, "amtool is missing (Debian package prometheus-alertmanager)"
     path = Path(stack.config["templates"][0]).parent / "alertmanager.yaml"
 
-    done = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert stack.config["route"]["repeat_interval"] == "10m"
@@ -324,9 +367,14 @@ def test_the_heartbeat_reaches_the_dead_mans_switch(stack: Stack) -> None:
     assert not stack.inbox.about("Watchdog"), "the heartbeat is never mailed"
 
 
-def test_a_failing_backup_mails_once_what_failed_and_since_when_then_once_resolved(stack: Stack) -> None:
-    [firing] = wait_for(lambda: stack.inbox.about("SocleJobFailing"), 90,
-                        f"the firing mail (mails so far: {stack.inbox.subjects()})")
+def test_a_failing_backup_mails_once_what_failed_and_since_when_then_once_resolved(
+    stack: Stack,
+) -> None:
+    [firing] = wait_for(
+        lambda: stack.inbox.about("SocleJobFailing"),
+        90,
+        f"the firing mail (mails so far: {stack.inbox.subjects()})",
+    )
     fired_at = time.monotonic()
     body = stack.inbox.body(firing)
 
@@ -348,7 +396,10 @@ def test_a_failing_backup_mails_once_what_failed_and_since_when_then_once_resolv
     time.sleep(5)  # a few more group intervals: nothing else comes
 
     mails = stack.inbox.about("SocleJobFailing")
-    assert [str(m["Subject"]).split("]")[0] for m in mails] == ["[socle FIRING:1", "[socle RESOLVED"]
+    assert [str(m["Subject"]).split("]")[0] for m in mails] == [
+        "[socle FIRING:1",
+        "[socle RESOLVED",
+    ]
     assert "RESOLVED: SocleJobFailing" in stack.inbox.body(mails[1])
     print(f"one incident of {lasted:.0f} s ({lasted:.0f} evaluations): {len(mails)} mails")
 
@@ -372,13 +423,29 @@ def test_node_down_inhibits_what_follows_from_it(stack: Stack) -> None:
 
     # the node back: what still fires is mailed, so the inhibition was what held it
     stack.post("KubeNodeNotReady", "warning", lasting=0, node="socle")
-    wait_for(lambda: len(stack.inbox.about("PostgresqlDown")) > before["PostgresqlDown"], 60,
-             "PostgresqlDown once the node is back")
+    wait_for(
+        lambda: len(stack.inbox.about("PostgresqlDown")) > before["PostgresqlDown"],
+        60,
+        "PostgresqlDown once the node is back",
+    )
 
 
 def test_a_maintenance_window_sends_nothing_but_the_heartbeat(stack: Stack) -> None:
-    assert socle_main(["maintenance", "start", "--for", "30m", "--reason", "kernel upgrade",
-                       "--alertmanager", stack.alertmanager_url]) == 0
+    assert (
+        socle_main(
+            [
+                "maintenance",
+                "start",
+                "--for",
+                "30m",
+                "--reason",
+                "kernel upgrade",
+                "--alertmanager",
+                stack.alertmanager_url,
+            ]
+        )
+        == 0
+    )
     [window] = [s for s in stack.api().silences() if is_maintenance(s)]
     assert window["comment"] == "kernel upgrade"
     mails, beats = len(stack.inbox.messages), stack.heartbeats.count()

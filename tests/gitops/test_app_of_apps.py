@@ -90,7 +90,9 @@ def test_a_changed_rule_changes_only_its_prometheusrule(
     copy_of_repo: Path, platform: Platform, prod_values: dict[str, Any], renderer: Renderer
 ) -> None:
     rules = copy_of_repo / "gitops" / "monitoring" / "rules" / "socle-agent.rules.yaml"
-    rules.write_text(rules.read_text().replace("socle_disk_free_ratio < 0.10", "socle_disk_free_ratio < 0.15"))
+    rules.write_text(
+        rules.read_text().replace("socle_disk_free_ratio < 0.10", "socle_disk_free_ratio < 0.15")
+    )
 
     after = Renderer(repo=copy_of_repo).platform(prod_values)
 

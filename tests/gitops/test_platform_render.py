@@ -46,7 +46,9 @@ def deploy_manifests(values: dict[str, Any]) -> list[dict[str, Any]]:
         cluster_manifests.root_application(values),
         cluster_manifests.namespace("monitoring"),
         cluster_manifests.namespace("database"),
-        cluster_manifests.repository_secret(values["repository"]["url"], {"username": "u", "password": "p"}),
+        cluster_manifests.repository_secret(
+            values["repository"]["url"], {"username": "u", "password": "p"}
+        ),
         cluster_manifests.postgresql_secret("stand-in"),
         cluster_manifests.alertmanager_smtp_secret("stand-in"),
         cluster_manifests.grafana_admin_secret("admin", "stand-in"),
@@ -71,7 +73,13 @@ def schemas(objects: list[dict[str, Any]]) -> checks.SchemaBook:
 
 def test_the_platform_renders_every_application(platform: Platform) -> None:
     assert set(platform.applications) == {
-        "argocd", "agent", "kube-prometheus-stack", "monitoring", "postgresql", "postgres-exporter"}
+        "argocd",
+        "agent",
+        "kube-prometheus-stack",
+        "monitoring",
+        "postgresql",
+        "postgres-exporter",
+    }
     for name, objects in platform.applications.items():
         assert objects, f"{name} rendered nothing"
 
@@ -86,8 +94,11 @@ def test_every_object_validates_offline(
     assert builtin > 100 and custom > 40
     kinds = {(obj["apiVersion"], obj["kind"]) for obj in objects}
     # the CRs socle writes are among them, each checked against a schema
-    assert {("helm.cattle.io/v1", "HelmChart"), ("argoproj.io/v1alpha1", "Application"),
-            ("monitoring.coreos.com/v1", "PrometheusRule")} <= kinds
+    assert {
+        ("helm.cattle.io/v1", "HelmChart"),
+        ("argoproj.io/v1alpha1", "Application"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+    } <= kinds
 
 
 def test_helmchart_schema_comes_from_the_shared_schemas_or_is_said_missing(
@@ -124,7 +135,9 @@ def test_every_container_has_requests_and_limits(objects: list[dict[str, Any]]) 
 
 def test_the_requests_fit_a_4gb_node(objects: list[dict[str, Any]]) -> None:
     cpu, memory = checks.requested(objects)
-    print(f"requests: {cpu} CPU, {memory / 2**20:.0f}Mi of {checks.POD_BUDGET_MEMORY / 2**20:.0f}Mi")
+    print(
+        f"requests: {cpu} CPU, {memory / 2**20:.0f}Mi of {checks.POD_BUDGET_MEMORY / 2**20:.0f}Mi"
+    )
 
     assert checks.over_budget(objects) == []
     # Prometheus and the Argo CD controller alone request more than this
@@ -148,8 +161,11 @@ def test_nothing_answers_outside_cluster_ip_but_on_the_vpn_address(
         if obj["kind"] == "Service" and obj["spec"].get("externalIPs")
     }  # fmt: skip
     assert on_vpn == {
-        "Service monitoring/kps-alertmanager", "Service monitoring/kps-prometheus",
-        "Service monitoring/kps-grafana", "Service database/postgresql-vpn"}
+        "Service monitoring/kps-alertmanager",
+        "Service monitoring/kps-prometheus",
+        "Service monitoring/kps-grafana",
+        "Service database/postgresql-vpn",
+    }
 
 
 def test_scrapes_and_rules_k3s_cannot_satisfy_are_off(objects: list[dict[str, Any]]) -> None:
@@ -159,8 +175,15 @@ def test_scrapes_and_rules_k3s_cannot_satisfy_are_off(objects: list[dict[str, An
         for group in obj["spec"]["groups"] for rule in group["rules"]
     }  # fmt: skip
     # what a single k3s node can and must still alert on
-    assert {"Watchdog", "KubeAPIDown", "KubeNodeNotReady", "NodeFilesystemAlmostOutOfSpace",
-            "PostgresqlDown", "SocleBackupTooOld", "SocleDrillFailed"} <= rules
+    assert {
+        "Watchdog",
+        "KubeAPIDown",
+        "KubeNodeNotReady",
+        "NodeFilesystemAlmostOutOfSpace",
+        "PostgresqlDown",
+        "SocleBackupTooOld",
+        "SocleDrillFailed",
+    } <= rules
 
 
 def test_the_k3s_check_catches_the_charts_defaults(renderer: Renderer, platform: Platform) -> None:
@@ -168,9 +191,16 @@ def test_the_k3s_check_catches_the_charts_defaults(renderer: Renderer, platform:
     kps = next(o for o in platform.root if o["metadata"]["name"] == "kube-prometheus-stack")
     broken = copy.deepcopy(kps)
     values = broken["spec"]["sources"][0]["helm"]["valuesObject"]
-    values.update({"kubeProxy": {"enabled": True}, "kubeEtcd": {"enabled": True},
-                   "defaultRules": {"rules": {"etcd": True}, "disabled": {
-                       "KubeCPUOvercommit": False, "KubeMemoryOvercommit": False}}})
+    values.update(
+        {
+            "kubeProxy": {"enabled": True},
+            "kubeEtcd": {"enabled": True},
+            "defaultRules": {
+                "rules": {"etcd": True},
+                "disabled": {"KubeCPUOvercommit": False, "KubeMemoryOvercommit": False},
+            },
+        }
+    )
 
     problems = checks.k3s_absent_scrapes_and_rules(renderer.application(broken))
 
@@ -189,11 +219,20 @@ def test_an_unpinned_image_fails_the_image_check(renderer: Renderer, platform: P
     assert problems == [
         "Deployment database/postgres-exporter: image "
         "'quay.io/prometheuscommunity/postgres-exporter:latest' is not pinned by digest or "
-        "exact version"]
+        "exact version"
+    ]
     assert checks.unpinned_images([{"kind": "Pod"}]) == []
     assert checks.unpinned_images(
-        [{"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": {"spec": {
-            "containers": [{"name": "c", "image": "postgres:16"}]}}}}])
+        [
+            {
+                "kind": "Job",
+                "metadata": {"name": "j"},
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "c", "image": "postgres:16"}]}}
+                },
+            }
+        ]
+    )
 
 
 def test_the_other_rules_catch_broken_objects(platform: Platform) -> None:
@@ -210,20 +249,35 @@ def test_the_other_rules_catch_broken_objects(platform: Platform) -> None:
 
     assert checks.missing_resources([statefulset]) == [
         "StatefulSet database/postgresql: container postgresql has no limits.cpu",
-        "StatefulSet database/postgresql: container postgresql has no limits.memory"]
+        "StatefulSet database/postgresql: container postgresql has no limits.memory",
+    ]
     assert checks.exposed([statefulset, service, public], VPN_ADDRESS) == [
         "StatefulSet database/postgresql: container postgresql has hostPort 5432",
         "Service database/postgresql is of type NodePort: public, whatever UFW says",
-        "Service database/postgresql-vpn answers on 203.0.113.10, not the VPN address"]
-    assert checks.exposed([{"kind": "Service", "metadata": {"namespace": "kube-system",
-                           "name": "traefik"}, "spec": {"type": "LoadBalancer"}}], VPN_ADDRESS) == []
+        "Service database/postgresql-vpn answers on 203.0.113.10, not the VPN address",
+    ]
+    assert (
+        checks.exposed(
+            [
+                {
+                    "kind": "Service",
+                    "metadata": {"namespace": "kube-system", "name": "traefik"},
+                    "spec": {"type": "LoadBalancer"},
+                }
+            ],
+            VPN_ADDRESS,
+        )
+        == []
+    )
     assert checks.over_budget([prometheus]) != []
 
 
 def test_socles_values_use_only_keys_their_charts_know() -> None:
     charts = render_charts_folder()
     for chart, (values_file, own) in VALUES_FILES.items():
-        keys = ChartKeys.from_archive(charts / f"{chart}-{load_versions().charts[chart].version}.tgz")
+        keys = ChartKeys.from_archive(
+            charts / f"{chart}-{load_versions().charts[chart].version}.tgz"
+        )
         values = yaml.safe_load((REPO / values_file).read_text())
 
         assert unknown_keys(values, keys, own) == [], values_file
@@ -232,14 +286,18 @@ def test_socles_values_use_only_keys_their_charts_know() -> None:
 def test_a_typo_in_a_values_key_is_caught() -> None:
     charts = render_charts_folder()
     keys = ChartKeys.from_archive(
-        charts / f"kube-prometheus-stack-{load_versions().charts['kube-prometheus-stack'].version}.tgz")
+        charts
+        / f"kube-prometheus-stack-{load_versions().charts['kube-prometheus-stack'].version}.tgz"
+    )
     values = yaml.safe_load((REPO / VALUES_FILES["kube-prometheus-stack"][0]).read_text())
     spec = values["prometheus"]["prometheusSpec"]
     spec["retentionSzie"] = spec.pop("retentionSize")
     values["prometheus-node-exporter"]["hostNetwrk"] = False
 
     assert unknown_keys(values, keys, ("socle",)) == [
-        "prometheus-node-exporter.hostNetwrk", "prometheus.prometheusSpec.retentionSzie"]
+        "prometheus-node-exporter.hostNetwrk",
+        "prometheus.prometheusSpec.retentionSzie",
+    ]
 
 
 def test_socles_own_charts_use_only_their_keys(prod_values: dict[str, Any]) -> None:

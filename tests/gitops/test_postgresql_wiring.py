@@ -27,7 +27,9 @@ def agent_kubernetes_settings() -> KubernetesConnection:
     """agent_settings.postgres.kubernetes of production, with the agent's defaults."""
     settings = dict(prod_data()["agent_settings"]["postgres"]["kubernetes"])
     known = {f.name for f in fields(KubernetesConnection)}
-    return KubernetesConnection(**{k: v for k, v in settings.items() if k in known and k != "kubeconfig"})
+    return KubernetesConnection(
+        **{k: v for k, v in settings.items() if k in known and k != "kubeconfig"}
+    )
 
 
 class ClusterAnswers:
@@ -40,7 +42,10 @@ class ClusterAnswers:
     def read_namespaced_service(self, name: str, namespace: str) -> Any:
         meta = self.service["metadata"]
         assert (name, namespace) == (meta["name"], meta["namespace"]), "agent asks another Service"
-        ports = [SimpleNamespace(name=p.get("name"), port=p["port"]) for p in self.service["spec"]["ports"]]
+        ports = [
+            SimpleNamespace(name=p.get("name"), port=p["port"])
+            for p in self.service["spec"]["ports"]
+        ]
         # the API server gives a ClusterIP Service an address
         return SimpleNamespace(spec=SimpleNamespace(cluster_ip="10.43.0.54", ports=ports))
 
@@ -48,7 +53,9 @@ class ClusterAnswers:
         meta = self.secret["metadata"]
         assert (name, namespace) == (meta["name"], meta["namespace"]), "agent asks another Secret"
         # the API server turns stringData into base64 data
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in self.secret["stringData"].items()}
+        data = {
+            k: base64.b64encode(v.encode()).decode() for k, v in self.secret["stringData"].items()
+        }
         return SimpleNamespace(data=data)
 
 
@@ -58,7 +65,10 @@ def test_service_secret_and_namespace_are_what_the_agent_reads(platform: Platfor
     secret = cluster_manifests.postgresql_secret("s3cret")
 
     assert service["spec"]["type"] == "ClusterIP" and "clusterIP" not in service["spec"]
-    assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == (kube.secret, kube.namespace)
+    assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == (
+        kube.secret,
+        kube.namespace,
+    )
     assert kube.password_key in secret["stringData"]
     assert kube.user_key is None or kube.user_key in secret["stringData"]
     if kube.port_name is not None:
@@ -78,17 +88,23 @@ def test_the_statefulset_reads_the_same_secret_keys_and_serves_the_named_port(
     service = platform.find("Service", kube.service, kube.namespace)
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
     refs = {
-        env["name"]: (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
+        env["name"]: (env["valueFrom"]["secretKeyRef"]["name"],
+                      env["valueFrom"]["secretKeyRef"]["key"])
         for env in container["env"] if "valueFrom" in env
     }  # fmt: skip
     secret = cluster_manifests.postgresql_secret("x")
 
-    assert refs == {"POSTGRES_USER": (kube.secret, "username"),
-                    "POSTGRES_PASSWORD": (kube.secret, kube.password_key)}
+    assert refs == {
+        "POSTGRES_USER": (kube.secret, "username"),
+        "POSTGRES_PASSWORD": (kube.secret, kube.password_key),
+    }
     assert set(secret["stringData"]) == {"username", "password"}
     [port] = container["ports"]
     assert service["spec"]["ports"][0]["targetPort"] == port["name"] == "postgresql"
-    assert service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_the_exporter_and_the_agents_role_name_the_same_objects(platform: Platform) -> None:
@@ -97,10 +113,15 @@ def test_the_exporter_and_the_agents_role_name_the_same_objects(platform: Platfo
     env = {e["name"]: e for e in exporter["spec"]["template"]["spec"]["containers"][0]["env"]}
     role = platform.find("Role", "socle-agent", kube.namespace)
 
-    assert env["DATA_SOURCE_PASS"]["valueFrom"]["secretKeyRef"] == {"name": kube.secret, "key": "password"}
+    assert env["DATA_SOURCE_PASS"]["valueFrom"]["secretKeyRef"] == {
+        "name": kube.secret,
+        "key": "password",
+    }
     assert env["DATA_SOURCE_URI"]["value"].startswith(f"{kube.service}.{kube.namespace}.svc")
     assert {r["resources"][0]: r["resourceNames"] for r in role["rules"]} == {
-        "services": [kube.service], "secrets": [kube.secret]}
+        "services": [kube.service],
+        "secrets": [kube.secret],
+    }
 
 
 def test_admins_reach_postgresql_on_the_vpn_address_only(platform: Platform) -> None:

@@ -53,7 +53,7 @@ class ChartKeys:
                 data = tar.extractfile(member)
                 assert data is not None
                 text = io.TextIOWrapper(data, encoding="utf-8", errors="replace").read()
-                local = parts[1 + 2 * len(prefix):]
+                local = parts[1 + 2 * len(prefix) :]
                 if local == ["values.yaml"]:
                     keys._add_values(prefix, yaml.safe_load(text) or {})
                 elif local[:1] == ["templates"]:
