@@ -138,3 +138,30 @@ def test_a_removed_manifest_is_pruned_from_the_desired_state(
 
     assert changed(platform, after) == {("Secret", "socle-system", "socle-agent-token")}
     assert ("Secret", "socle-system", "socle-agent-token") not in by_key(after)
+
+
+def test_the_bootstrap_helmchart_and_argo_cds_own_application_render_the_same_objects(
+    renderer: Renderer, platform: Platform, tmp_path: Path
+) -> None:
+    """Argo CD adopts what k3s's HelmChart installed without changing it: same chart,
+    version, release name, namespace and values, so the same objects."""
+    from socle import cluster_manifests
+    from tests.gitops.conftest import render_versions
+
+    values_text = (REPO / cluster_manifests.ARGOCD_VALUES).read_text()
+    chart = cluster_manifests.argocd_helmchart(render_versions(), values_text, handed_over=True)
+    spec = chart["spec"]
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(spec["valuesContent"])
+
+    # what helm-controller runs: helm install <HelmChart name> <chart> --version --namespace
+    bootstrap = renderer.helm_template(
+        chart["metadata"]["name"],
+        renderer.chart_archive(spec["chart"], spec["version"]),
+        spec["targetNamespace"],
+        [values_file],
+    )
+
+    assert json.dumps(sorted(bootstrap, key=key), sort_keys=True) == json.dumps(
+        sorted(platform.applications["argocd"], key=key), sort_keys=True
+    )
