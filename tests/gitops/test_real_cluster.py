@@ -84,7 +84,8 @@ def test_postgresql_keeps_writes_across_a_pod_restart() -> None:
     psql = ["-n", "database", "exec", "postgresql-0", "--", "psql", "-U", "postgres", "-tAc"]
     kubectl(
         *psql,
-        f"create table if not exists socle_check (v text); insert into socle_check values ('{marker}')",
+        "create table if not exists socle_check (v text); "
+        f"insert into socle_check values ('{marker}')",
     )
     kubectl("-n", "database", "delete", "pod", "postgresql-0", "--wait=true")
     kubectl("-n", "database", "wait", "--for=condition=Ready", "pod/postgresql-0", "--timeout=300s")
