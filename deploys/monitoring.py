@@ -16,7 +16,7 @@ Application, deploys/argocd.py). A test alert: `socle alert test --inventory ...
 from pyinfra import host
 from pyinfra.api import HiddenValue
 
-from operations import kube_objects, text_files
+from operations import kube_objects
 from socle import cluster_manifests as manifests
 from socle.gitops_values import alerting, sops_value
 
@@ -27,21 +27,14 @@ grafana = data.get("grafana_admin", {})
 grafana_user = grafana.get("user", "admin")
 grafana_password = sops_value(data, "grafana_admin.password_sops")
 
-text_files.file(
-    name="Namespace monitoring (for its Secrets)",
-    path=kube_objects.manifest_path("namespace-monitoring"),
-    content=manifests.manifest_text(manifests.namespace("monitoring")),
-    mode="600",
-)
-kube_objects.apply_secret(
-    "alertmanager-smtp",
+kube_objects.namespace_secrets(
     "monitoring",
-    HiddenValue(manifests.manifest_text(manifests.alertmanager_smtp_secret(smtp_password))),
-)
-kube_objects.apply_secret(
-    "grafana-admin",
-    "monitoring",
-    HiddenValue(
-        manifests.manifest_text(manifests.grafana_admin_secret(grafana_user, grafana_password))
-    ),
+    {
+        "alertmanager-smtp": HiddenValue(
+            manifests.manifest_text(manifests.alertmanager_smtp_secret(smtp_password))
+        ),
+        "grafana-admin": HiddenValue(
+            manifests.manifest_text(manifests.grafana_admin_secret(grafana_user, grafana_password))
+        ),
+    },
 )

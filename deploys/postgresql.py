@@ -14,7 +14,7 @@ Admins connect with a desktop client to <VPN address>:5432 over the VPN.
 from pyinfra import host
 from pyinfra.api import HiddenValue
 
-from operations import kube_objects, text_files
+from operations import kube_objects
 from socle import cluster_manifests as manifests
 from socle.gitops_values import sops_value
 from socle.versions import load_versions
@@ -24,14 +24,11 @@ data = host.data.dict()
 load_versions().postgresql.require_reference()
 password = sops_value(data, "postgresql_credentials.password_sops")
 
-text_files.file(
-    name="Namespace database (for its Secret)",
-    path=kube_objects.manifest_path("namespace-database"),
-    content=manifests.manifest_text(manifests.namespace("database")),
-    mode="600",
-)
-kube_objects.apply_secret(
-    "postgresql-credentials",
+kube_objects.namespace_secrets(
     "database",
-    HiddenValue(manifests.manifest_text(manifests.postgresql_secret(password))),
+    {
+        "postgresql-credentials": HiddenValue(
+            manifests.manifest_text(manifests.postgresql_secret(password))
+        ),
+    },
 )

@@ -9,8 +9,9 @@ from pyinfra import host
 from pyinfra.api import HiddenValue, OperationValueError, QuoteString, StringCommand, operation
 
 from facts.kube_objects import KubeObject
-from operations import secret_files
-from socle.cluster_manifests import MANIFESTS_DIR, SECRETS_DIR
+from operations import secret_files, text_files
+from socle.cluster_manifests import MANIFESTS_DIR, SECRETS_DIR, manifest_text
+from socle.cluster_manifests import namespace as namespace_object
 
 _FILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -43,6 +44,24 @@ def apply_secret(name: str, namespace: str, manifest: HiddenValue) -> list[objec
         _if=(lambda: written.did_change() or not present),
     )
     return [written, applied]
+
+
+def namespace_secrets(namespace: str, secrets: dict[str, HiddenValue]) -> None:
+    """
+    A namespace (as a k3s auto-deploy manifest, so it exists before Argo CD syncs into
+    it) and Secrets in it, each applied from a root-only file (``apply_secret``).
+
+    + namespace: the namespace
+    + secrets: each Secret's name and its whole manifest, hidden
+    """
+    text_files.file(
+        name=f"Namespace {namespace} (for its Secrets)",
+        path=manifest_path(f"namespace-{namespace}"),
+        content=manifest_text(namespace_object(namespace)),
+        mode="600",
+    )
+    for name, manifest in secrets.items():
+        apply_secret(name, namespace, manifest)
 
 
 @operation()

@@ -40,8 +40,8 @@ import yaml
 from socle.alertmanager_api import AlertmanagerApi, is_maintenance
 from socle.gitops_values import root_values
 from socle_cli.main import main as socle_main
-from tests.agent.conftest import AGENT, make_cluster
-from tests.agent.pgcluster import PG_BIN, PgCluster, free_port
+from tests.agent.conftest import AGENT, config_text, make_cluster
+from tests.agent.pgcluster import PgCluster, free_port
 from tests.gitops.conftest import prod_data, render_versions
 from tests.gitops.render import Renderer
 
@@ -279,28 +279,9 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     password_file = work / "pg-password"
     password_file.write_text("not-the-password\n")
     password_file.chmod(0o600)
-    (work / "agent.toml").write_text(f"""
-[agent]
-state_file = "{work / "state" / "state.json"}"
-backup_dir = "{work / "backups"}"
-
-[metrics]
-listen = "127.0.0.1"
-port = {agent_port}
-
-[schedule]
-postgres_backup = "every 2 seconds"
-
-[postgres]
-host = "127.0.0.1"
-port = {pg.port}
-user = "postgres"
-password_file = "{password_file}"
-databases = ["app"]
-bin_dir = "{PG_BIN}"
-connect_attempts = 1
-retry_delay_seconds = 0.1
-""")
+    text = config_text(work, pg, password_file, databases=("app",))
+    text = text.replace("port = 0", f"port = {agent_port}")
+    (work / "agent.toml").write_text(text + '\n[schedule]\npostgres_backup = "every 2 seconds"\n')
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         processes["alertmanager"] = start("alertmanager", [
