@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from socle.inventory_checks import InventoryDataError, vpn_interface
-from socle.versions import Versions
+from socle.versions import Versions, VersionsError
 
 CHART_KEYS = {
     "argoCd": "argo-cd",
@@ -218,7 +218,7 @@ def root_values(data: Mapping[str, Any], versions: Versions) -> dict[str, Any]:
     for key, name in CHART_KEYS.items():
         pin = versions.charts.get(name)
         if pin is None:
-            raise InventoryDataError("versions.toml", f"no [charts.{name}] pin")
+            raise VersionsError(f"{versions.source}: no [charts.{name}] pin")
         charts[key] = {"repository": pin.repository, "version": pin.version}
     return {
         "repository": repository(data),
