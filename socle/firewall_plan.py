@@ -14,8 +14,13 @@ from socle.inventory_checks import (
     DEFAULT_PUBLIC_TCP,
     DEFAULT_WIREGUARD_PORT,
     cluster_ranges,
+    vpn_interface,
 )
 from socle.ufw_rules import UfwRule
+
+DEFAULT_AGENT_METRICS_PORT = 9464
+# The bridge k3s's flannel puts pods on: the cluster's Prometheus reaches the node from it.
+CLUSTER_BRIDGE = "cni0"
 
 
 def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
@@ -38,4 +43,15 @@ def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
         UfwRule(route=True, interface=interface, to=str(ranges[key]))
         for key in ("cluster_pod_cidr", "cluster_service_cidr")
     ]
+    metrics = data.get("agent_settings", {}).get("metrics")
+    if metrics:
+        rules.append(
+            UfwRule(
+                port=metrics.get("port", DEFAULT_AGENT_METRICS_PORT),
+                proto="tcp",
+                interface=CLUSTER_BRIDGE,
+                source=str(ranges["cluster_pod_cidr"]),
+                to=str(metrics.get("listen", vpn_interface(data).ip)),
+            )
+        )
     return rules

@@ -21,7 +21,8 @@ class UfwRule:
     + port: destination port (``None`` for any port)
     + proto: ``tcp``, ``udp`` or ``None`` for any protocol
     + interface: incoming interface (``in on <interface>``), ``None`` for any
-    + to: destination network, ``None`` for any
+    + to: destination network or address, ``None`` for any
+    + source: source network (``from``), ``None`` for any
     + route: a forwarding rule (``ufw route ...``) instead of one for this host
     + action: ``allow``, ``deny``, ``reject`` or ``limit``
     """
@@ -32,6 +33,7 @@ class UfwRule:
     to: str | None = None
     route: bool = False
     action: str = "allow"
+    source: str | None = None
 
     def command(self) -> str:
         """Return the rule in UFW's canonical form, e.g. ``allow 22/tcp``.
@@ -40,7 +42,12 @@ class UfwRule:
         """
         self._validate()
         prefix = "route " if self.route else ""
-        if self.interface is None and self.to is None and self.port is not None:
+        if (
+            self.interface is None
+            and self.to is None
+            and self.source is None
+            and self.port is not None
+        ):
             short = f"{self.action} {self.port}"
             if self.proto is not None:
                 short += f"/{self.proto}"
@@ -48,7 +55,9 @@ class UfwRule:
         words = [self.action]
         if self.interface is not None:
             words += ["in", "on", self.interface]
-        if self.to is not None or self.port is not None:
+        if self.source is not None:
+            words += ["from", self.source]
+        if self.to is not None or self.port is not None or self.source is not None:
             words += ["to", self.to or "any"]
             if self.port is not None:
                 words += ["port", str(self.port)]
@@ -67,7 +76,13 @@ class UfwRule:
             raise ValueError(f"invalid protocol: {self.proto!r}")
         if self.interface is not None and not _INTERFACE.match(self.interface):
             raise ValueError(f"invalid interface name: {self.interface!r}")
-        if self.to is not None:
-            network = ipaddress.ip_network(self.to, strict=True)
-            if str(network) != self.to:
-                raise ValueError(f"network not in canonical form: {self.to!r}")
+        for address in (self.to, self.source):
+            if address is None:
+                continue
+            network = ipaddress.ip_network(address, strict=True)
+            # UFW writes a single address without its /32
+            single = network.prefixlen == network.max_prefixlen and address == str(
+                network.network_address
+            )
+            if str(network) != address and not single:
+                raise ValueError(f"network not in canonical form: {address!r}")

@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--strict", action="store_true", help="a check not run fails too")
     verify.set_defaults(handler=_verify)
+
+    from socle_cli.alerting import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -107,3 +107,32 @@ agent_secrets = [
         "key": "agent_mail_secrets_toml",
     },
 ]
+
+# Phases 4 to 6: Argo CD syncs gitops/ from this repository (app of apps); the deploys
+# create the Secrets the workloads read from SOPS. PLACEHOLDER values below.
+gitops_repository = {
+    "url": "https://git.example.org/ops/socle.git",
+    "revision": "main",
+    # A private repository: the SOPS file and key of an access token (or ssh_private_key).
+    # "username": "socle",
+    # "password_sops": {"file": "secrets/prod.sops.yaml", "key": "gitops_token"},
+}
+# Alertmanager: level-1 alerts by mail; the Watchdog heartbeat to an external dead man's
+# switch (a healthchecks-style ping URL) that alarms when the heartbeat stops, since on one
+# node monitoring dies with the node it watches.
+alerting = {
+    "smarthost": "smtp.example.org:587",
+    "from": "alertmanager@example.org",
+    "to": ["ops@example.org"],
+    "username": "alertmanager@example.org",
+    "password_sops": {"file": "secrets/prod.sops.yaml", "key": "alertmanager_smtp_password"},
+    "heartbeat_url": "https://heartbeat.example.org/ping/PLACEHOLDER",
+}
+grafana_admin = {
+    "user": "admin",
+    "password_sops": {"file": "secrets/prod.sops.yaml", "key": "grafana_admin_password"},
+}
+# PostgreSQL's superuser password, made into the Secret database/postgresql-credentials.
+postgresql_credentials = {
+    "password_sops": {"file": "secrets/prod.sops.yaml", "key": "postgresql_password"},
+}

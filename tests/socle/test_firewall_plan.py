@@ -26,3 +26,18 @@ def test_firewall_rules_public_then_vpn_only_then_routed() -> None:
         "route allow in on wg0 to 10.42.0.0/16",
         "route allow in on wg0 to 10.43.0.0/16",
     ]
+
+
+def test_the_clusters_prometheus_reaches_the_agents_metrics_from_the_pods_only() -> None:
+    data = {
+        "wireguard_interface": "wg0",
+        "wireguard_address": "10.8.0.1/24",
+        "cluster_pod_cidr": "10.42.0.0/16",
+        "cluster_service_cidr": "10.43.0.0/16",
+        "agent_settings": {"metrics": {"listen": "10.8.0.1", "port": 9464}},
+    }
+
+    rules = [rule.command() for rule in firewall_rules(data)]
+
+    assert rules[-1] == "allow in on cni0 from 10.42.0.0/16 to 10.8.0.1 port 9464 proto tcp"
+    assert "allow 9464/tcp" not in rules and "allow 9464" not in rules
