@@ -163,6 +163,12 @@ text_files.file(
     then="systemctl daemon-reexec",
 )
 
+if "apport" in installed:
+    # Ubuntu's crash reporter writes crash reports, process memory included, to /var/crash.
+    systemd.service(
+        name="No crash reports (apport)", service="apport", running=False, enabled=False
+    )
+
 text_files.file(
     name="Login shells: umask 027, no core dumps, idle timeout",
     path="/etc/profile.d/socle-hardening.sh",
