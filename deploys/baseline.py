@@ -11,6 +11,7 @@ docs/hardening.md says what is set, what is left as it is and why.
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, files, systemd
 
 from facts.ssh_access import AuthorizedKeys, OpenSshServer, UserGroups
@@ -62,8 +63,6 @@ packages = [
     "libpam-pwquality",
     # Checks installed files against their packages' checksums, weekly.
     "debsums",
-    # A private temporary folder per user for PAM sessions, instead of the shared /tmp.
-    "libpam-tmpdir",
 ]
 # Before auditd is installed, so that its first start is skipped inside a container.
 files.directory(
@@ -180,6 +179,30 @@ files.line(
     line=r"^UMASK\s.*$",
     replace=f"UMASK\t\t{host_hardening.DEFAULT_UMASK}",
 )
+for keyword in ("SHA_CRYPT_MIN_ROUNDS", "SHA_CRYPT_MAX_ROUNDS"):
+    # What chpasswd and newusers hash with SHA-512 costs 640000 rounds (DevSec).
+    files.line(
+        name=f"{keyword} 640000",
+        path="/etc/login.defs",
+        line=rf"^{keyword}\s.*$",
+        replace=f"{keyword}\t640000",
+    )
+files.line(
+    name="Passwords not changed again within a day (new accounts)",
+    path="/etc/login.defs",
+    line=r"^PASS_MIN_DAYS\s.*$",
+    replace="PASS_MIN_DAYS\t1",
+)
+# needrestart depends on binutils, which brings the assembler: root only. A binutils
+# upgrade puts the mode back; the next deploy takes it away again.
+if "binutils" in installed or "needrestart" in missing:
+    files.file(
+        name="The assembler runs for root only",
+        path=f"/usr/bin/{host.get_fact(Arch)}-linux-gnu-as",
+        user="root",
+        group="root",
+        mode="750",
+    )
 
 text_files.file(
     name="Audit rules: identity and privilege files",

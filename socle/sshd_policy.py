@@ -164,7 +164,8 @@ def hardened_settings(
         {
             "LoginGraceTime": "30",
             "MaxAuthTries": "3",
-            "MaxSessions": "2",
+            # pyinfra keeps an SFTP channel open beside its command channels.
+            "MaxSessions": "4",
             "ClientAliveInterval": "300",
             "ClientAliveCountMax": "2",
             "TCPKeepAlive": "no",
