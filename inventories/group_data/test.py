@@ -15,11 +15,19 @@ sysctl_hardening = {
     "net.ipv4.conf.all.accept_redirects": 0,
     "net.ipv4.conf.default.accept_redirects": 0,
     "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.default.send_redirects": 0,
     "net.ipv4.conf.all.accept_source_route": 0,
+    "net.ipv4.conf.default.accept_source_route": 0,
+    "net.ipv4.conf.all.rp_filter": 1,
     "net.ipv4.conf.all.log_martians": 1,
+    "net.ipv4.conf.default.log_martians": 1,
     "net.ipv4.icmp_echo_ignore_broadcasts": 1,
+    "net.ipv4.icmp_ignore_bogus_error_responses": 1,
     "net.ipv4.tcp_syncookies": 1,
     "net.ipv6.conf.all.accept_redirects": 0,
+    "net.ipv6.conf.default.accept_redirects": 0,
+    "net.ipv6.conf.all.accept_source_route": 0,
+    "net.ipv6.conf.default.accept_source_route": 0,
 }
 
 wireguard_interface = "wg0"

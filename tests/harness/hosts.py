@@ -107,11 +107,16 @@ class TestHost:
         self.harness.wait_ready(self)
 
     def inventory_entry(self, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Return this host as an entry of the hosts file read by inventories/test.py."""
+        """Return this host as an entry of the hosts file read by inventories/test.py.
+
+        ``operator_address`` is where this machine (the operator's, running pyinfra)
+        reaches the host from: the gateway of the host's first network.
+        """
         return {
             "name": self.name,
             "address": self.address,
             "addresses": self.addresses,
+            "operator_address": self.harness.gateway(next(iter(self.addresses))),
             "user": self.user,
             "key": str(self.key_path),
             "data": dict(data or {}),
@@ -209,6 +214,12 @@ class Harness:
             self._next_address[logical_name] = 10
             return net
         raise HarnessError(f"no free /24 left in {SUBNET_POOL} for test network {logical_name}")
+
+    def gateway(self, logical_name: str) -> str:
+        """Return this machine's address on the run's network ``logical_name``."""
+        net = self.network(logical_name)
+        subnet = ipaddress.ip_network(net.attrs["IPAM"]["Config"][0]["Subnet"])
+        return str(subnet.network_address + 1)
 
     def _allocate_address(self, logical_name: str) -> str:
         net = self.network(logical_name)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,7 @@ def deployed(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_first_run_hardens_ssh_and_enables_the_firewall(deployed: Deployed) -> None:
     changed = changed_operations(deployed.first_run)
 
-    assert "SSH: keys only, no root login" in changed
+    assert "SSH: keys only, no root login, modern algorithms" in changed
     assert "Firewall: deny incoming, the public surface and the VPN's admin ports" in changed
 
 
@@ -175,6 +177,18 @@ GUARD_CASES = [
     pytest.param(DEPLOY, {"ufw_public_tcp": [80, 443]}, "ufw_public_tcp", id="ssh-port-closed"),
     pytest.param(
         DEPLOY,
+        {"sshd_settings": {"AllowUsers": "alice"}},
+        "sshd_settings.AllowUsers",
+        id="sshd-allows-other-users-only",
+    ),
+    pytest.param(
+        DEPLOY,
+        {"sshd_settings": {"PubkeyAcceptedAlgorithms": "rsa-sha2-512,rsa-sha2-256"}},
+        "sshd_settings.PubkeyAcceptedAlgorithms",
+        id="sshd-refuses-the-deploy-key-type",
+    ),
+    pytest.param(
+        DEPLOY,
         {"wireguard_admin_tcp_ports": [6443, 443]},
         "wireguard_admin_tcp_ports[1]",
         id="admin-port-public",
@@ -241,6 +255,35 @@ def test_guard_stops_the_deploy_before_any_change(
     assert "Starting operation" not in output
     assert fresh_node.exec(SNAPSHOT).stdout == before
     assert "Status: inactive" in before, "the guard host was changed by an earlier test"
+
+
+def test_guard_refuses_sshd_settings_that_would_refuse_a_small_rsa_key(
+    harness: Harness, fresh_node: TestHost, tmp_path: Path
+) -> None:
+    # The operator's key is a 2048-bit RSA key: socle's RequiredRSASize 3072 would lock
+    # them out, so the deploy stops before any change, naming the setting.
+    key_file = tmp_path / "operator_rsa"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(key_file)],
+        check=True,
+    )
+    public = key_file.with_suffix(".pub").read_text().strip()
+    keys = "/home/ubuntu/.ssh/authorized_keys"
+    fresh_node.exec(f"cp {keys} {keys}.saved && echo {shlex.quote(public)} >> {keys}")
+    try:
+        hosts_file = harness.write_hosts_file(tmp_path / "hosts.json", [fresh_node])
+        before = fresh_node.exec(SNAPSHOT).stdout
+        run = harness.run_pyinfra(hosts_file, DEPLOY, check=False)
+        after = fresh_node.exec(SNAPSHOT).stdout
+    finally:
+        fresh_node.exec(f"mv -f {keys}.saved {keys}")
+
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "inventory key 'sshd_settings.RequiredRSASize'" in output, output
+    assert "2048-bit RSA key" in output
+    assert "Starting operation" not in output
+    assert after == before
 
 
 def test_guard_host_data_reaches_the_deploy(fresh_node: TestHost, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The inventories' agent settings are valid agent configurations."""
+"""The inventories: valid agent settings, kernel settings that fit where they run."""
 
 from __future__ import annotations
 
@@ -17,3 +17,18 @@ def test_agent_settings_of_each_group_are_a_valid_configuration(group: str) -> N
     data = runpy.run_path(str(GROUP_DATA / f"{group}.py"))
 
     assert render_agent_config(data["agent_settings"]).startswith("# Managed by socle")
+
+
+def test_test_hosts_set_only_per_network_namespace_kernel_settings() -> None:
+    # Test hosts share the machine's kernel: a global setting there would change it.
+    sysctls = runpy.run_path(str(GROUP_DATA / "test.py"))["sysctl_hardening"]
+    per_namespace = ("net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.icmp_", "net.ipv4.tcp_")
+
+    assert [key for key in sysctls if not key.startswith(per_namespace)] == []
+
+
+def test_production_keeps_ip_forwarding_to_phase_2() -> None:
+    # The VPN and k3s need forwarding: phase 1's hardening never turns it off.
+    sysctls = runpy.run_path(str(GROUP_DATA / "prod.py"))["sysctl_hardening"]
+
+    assert not any("forwarding" in key or key == "net.ipv4.ip_forward" for key in sysctls)
