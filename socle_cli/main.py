@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from socle.versions import VERSIONS_FILE
+from socle_cli import vps_snapshot
 
 
 def _wireguard_client_config(args: argparse.Namespace) -> int:
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if a value differs"
     )
     pins.set_defaults(handler=_pins)
+
+    vps_snapshot.add_parser(commands)
     return parser
 
 
