@@ -44,7 +44,8 @@ SSH_HOST_ALIAS = "socle-offsite"
 # Characters a value may hold: nothing that sh, systemd or a reader could take apart.
 _VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_PLAIN = frozenset(string.ascii_letters + string.digits)
+# Unreserved in a URL and plain in the file (not ~, which sh would expand).
+_PLAIN = frozenset(string.ascii_letters + string.digits + "-._")
 
 
 class EnvironmentFileError(ValueError):
@@ -52,7 +53,7 @@ class EnvironmentFileError(ValueError):
 
 
 def percent_encode(text: str) -> str:
-    """Encode every byte but ASCII letters and digits as ``%XX`` (for a URL's login)."""
+    """Encode every byte but ASCII letters, digits and ``- . _`` as ``%XX`` (a URL's login)."""
     return "".join(
         char if char in _PLAIN else "".join(f"%{byte:02X}" for byte in char.encode())
         for char in text

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from socle.versions import VERSIONS_FILE
-from socle_cli import vps_snapshot
+from socle_cli import offsite_prune, vps_snapshot
 
 
 def _wireguard_client_config(args: argparse.Namespace) -> int:
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     pins.set_defaults(handler=_pins)
 
     vps_snapshot.add_parser(commands)
+    offsite_prune.add_parser(commands)
     return parser
 
 
