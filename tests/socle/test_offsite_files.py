@@ -25,7 +25,7 @@ SECRETS = {
     "offsite_restic_password": "x" * 24,
     "offsite_rest_password": HOSTILE,
     "offsite_s3_access_key_id": "AKIAEXAMPLE",
-    "offsite_s3_secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "offsite_s3_secret_access_key": "example/secret+key",  # not-a-secret: a test value
 }
 
 
