@@ -101,32 +101,16 @@ def test_bad_data_is_refused_naming_the_key(path: str, value: Any, key: str, pro
         ("sftp.host_key", "ssh-ed25519 not*base64", "offsite.sftp.host_key", "not valid base64"),
         ("sftp.host_key", "ssh-rsa " + HOST_KEY.split()[1], "offsite.sftp.host_key",
          "not a ssh-rsa key"),
-    ],
-)  # fmt: skip
-def test_bad_ssh_data_is_refused(path: str, value: Any, key: str, problem: str) -> None:
-    data = with_changes(path, value)
-    data["offsite"]["destination"] = "sftp"
-
-    with pytest.raises(InventoryDataError) as raised:
-        offsite_settings(data, "vps")
-
-    assert raised.value.key == key
-    assert problem in raised.value.problem
-
-
-@pytest.mark.parametrize(
-    ("path", "value", "key", "problem"),
-    [
         ("s3.bucket", "Socle_Backups", "offsite.s3.bucket", "not an S3 bucket name"),
         ("s3.prefix", "vps1/../other", "offsite.s3.prefix", "no . or .. parts"),
         ("s3.prefix", "/vps1", "offsite.s3.prefix", "not a folder in the bucket"),
         ("s3.endpoint", "https://s3.example.net/bucket", "offsite.s3.endpoint", "takes no path"),
         ("s3.region", ..., "offsite.s3.region", "not a region"),
     ],
-)
-def test_bad_s3_data_is_refused(path: str, value: Any, key: str, problem: str) -> None:
+)  # fmt: skip
+def test_bad_ssh_and_s3_data_is_refused(path: str, value: Any, key: str, problem: str) -> None:
     data = with_changes(path, value)
-    data["offsite"]["destination"] = "s3"
+    data["offsite"]["destination"] = path.split(".")[0]
 
     with pytest.raises(InventoryDataError) as raised:
         offsite_settings(data, "vps")
