@@ -17,6 +17,8 @@ PHASES = (
           "`systemctl status wg-quick@wg0` and `wg show` on the node"),
     Phase("agent", "deploys/agent.py",
           "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
+    Phase("offsite", "deploys/offsite.py",
+          "`sudo socle-offsite-restic snapshots` on the node, and docs/offsite.md"),
 )  # fmt: skip
 
 runner = PhaseRunner(state)

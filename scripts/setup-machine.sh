@@ -19,6 +19,9 @@ packages=(
     openssh-client sshpass wireguard-tools iptables ufw netcat-openbsd
     # tools the tests call: TLS certificates for the mail tests, unit checks, mounts
     openssl systemd procps util-linux curl
+    # the off-site copies: restic on the operator's side (`socle offsite prune`), and
+    # rclone, the append-only REST server the off-site tests and benchmark run
+    restic rclone
     python3-venv git
 )
 missing=()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from socle.versions import VERSIONS_FILE
+from socle_cli import offsite_prune, vps_snapshot
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,14 +17,14 @@ def _wireguard_client_config(args: argparse.Namespace) -> int:
     from pyinfra.api.exceptions import PyinfraError
 
     from socle.sops_secrets import SopsError
-    from socle_cli.inventory_hosts import InventoryHostError
+    from socle_cli.inventory import InventoryLookupError
     from socle_cli.wireguard_client import ClientConfigError, write_client_config
 
     try:
         text = write_client_config(
             Path(args.inventory), args.peer, args.host, args.private_key_file
         )
-    except (ClientConfigError, InventoryHostError, PyinfraError, SopsError, OSError) as error:
+    except (ClientConfigError, InventoryLookupError, PyinfraError, SopsError, OSError) as error:
         print(f"socle: {error}", file=sys.stderr)
         return 1
     if args.output is None:
@@ -76,7 +77,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     from pyinfra.api.exceptions import PyinfraError
 
-    from socle_cli.inventory_hosts import InventoryHostError, load_hosts, node_session
+    from socle_cli.inventory import InventoryLookupError, load_hosts, node_session
     from socle_cli.verify import (
         Verdict,
         VerifyContext,
@@ -93,13 +94,13 @@ def _verify(args: argparse.Namespace) -> int:
             hosts = load_hosts(args.inventory)
             host = args.host or (next(iter(hosts)) if len(hosts) == 1 else None)
             if host is None or host not in hosts:
-                raise InventoryHostError(f"choose a host with --host ({', '.join(hosts)})")
-        except (InventoryHostError, PyinfraError) as error:
+                raise InventoryLookupError(f"choose a host with --host ({', '.join(hosts)})")
+        except (InventoryLookupError, PyinfraError) as error:
             print(f"socle: {error}", file=sys.stderr)
             return 2
         try:
             node = stack.enter_context(node_session(args.inventory, host))
-        except (InventoryHostError, PyinfraError) as error:
+        except (InventoryLookupError, PyinfraError) as error:
             print(f"socle: {error}: the checks made on the node are not checked", file=sys.stderr)
             node = None
         context = VerifyContext(host_name=host, data=hosts[host], node=node, repo=args.repo)
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     from socle_cli.alerting import add_commands
 
     add_commands(commands)
+    vps_snapshot.add_parser(commands)
+    offsite_prune.add_parser(commands)
     return parser
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from socle.secret_scan import scan_repository
-from socle_cli.inventory_hosts import NodeSession
+from socle_cli.inventory import NodeSession
 
 REPO = Path(__file__).resolve().parent.parent
 # Ports worth a look when the whole range is not scanned: the well-known ones, every

@@ -16,7 +16,9 @@ from typing import Any
 
 from socle import inventory_checks
 from socle.wireguard_keys import public_key_of
-from socle_cli.inventory_hosts import InventoryHostError, load_hosts, node_session
+from socle_cli.inventory import InventoryLookupError, host_with, load_hosts, node_session
+
+__all__ = ["ClientConfigError", "load_hosts", "write_client_config"]
 
 
 class ClientConfigError(Exception):
@@ -113,7 +115,7 @@ def fetch_server_public_key(inventory: Path, host_name: str, interface: str) -> 
     try:
         with node_session(inventory, host_name) as node:
             result = node.fact(WireguardInterface, interface=interface)
-    except InventoryHostError as error:
+    except InventoryLookupError as error:
         raise ClientConfigError(f"{error}, to read its public key") from None
     key: str | None = result["public_key"]
     return key
@@ -145,16 +147,11 @@ def write_client_config(
     private_key_file: Path | None = None,
 ) -> str:
     """Return the client configuration of ``peer_name`` for the inventory's VPN host."""
-    hosts = load_hosts(inventory)
-    with_vpn = {name: data for name, data in hosts.items() if data.get("wireguard_address")}
-    if host_name is None:
-        if len(with_vpn) != 1:
-            names = ", ".join(sorted(with_vpn)) or "none"
-            raise ClientConfigError(f"choose the VPN host with --host (hosts with a VPN: {names})")
-        host_name = next(iter(with_vpn))
-    if host_name not in with_vpn:
-        raise ClientConfigError(f"no host {host_name!r} with wireguard_address in {inventory}")
-    data = with_vpn[host_name]
+    try:
+        hosts = load_hosts(inventory)
+        host_name, data = host_with(hosts, "wireguard_address", host_name, inventory)
+    except InventoryLookupError as error:
+        raise ClientConfigError(str(error)) from None
     inventory_checks.check_wireguard(data)
     peer_keys = {peer["name"]: peer["public_key"] for peer in data.get("wireguard_peers", [])}
     private_key = None

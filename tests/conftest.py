@@ -24,6 +24,7 @@ ISOLATED_TEST_FILES = (
     "operations/test_operations.py",
     "socle_cli/test_wireguard_client.py",
     "socle_cli/test_main.py",
+    "socle_cli/test_vps_snapshot_cli.py",
 )
 ISOLATED_ENV = "SOCLE_ISOLATED_TESTS"
 

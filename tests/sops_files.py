@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -23,7 +24,8 @@ def write_sops_file(folder: Path, values: dict[str, str]) -> tuple[Path, Path]:
     key_file.write_text(str(identity) + "\n")
     key_file.chmod(0o600)
     plain = folder / "secrets.yaml"
-    plain.write_text("".join(f"{key}: {value}\n" for key, value in values.items()))
+    # JSON strings are YAML scalars: values with newlines (an SSH key) survive as they are.
+    plain.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in values.items()))
     encrypted = subprocess.run(
         [sops_executable(), "encrypt", "--age", str(identity.to_public()), str(plain)],
         capture_output=True, text=True, check=True, cwd=folder,

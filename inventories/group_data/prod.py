@@ -77,6 +77,17 @@ wireguard_peers = [
     },
 ]
 
+# The provider's snapshot of the VPS (`socle snapshot-vps`, and phase 3 before an upgrade
+# when snapshot_before_upgrade is on). The API keys are read from SOPS on the operator's
+# machine only (see secrets/README.md); OVH keeps one snapshot per VPS, a new one replaces it.
+# ovh_vps = {
+#     "service_name": "vps-1a2b3c4d.vps.ovh.net",
+#     "endpoint": "ovh-eu",
+#     "sops_file": "secrets/prod.sops.yaml",
+#     "snapshot_before_upgrade": True,
+#     "timeout_seconds": 3600,
+# }
+
 # The cluster's ranges (k3s defaults), routed to admins over the VPN.
 cluster_pod_cidr = "10.42.0.0/16"
 cluster_service_cidr = "10.43.0.0/16"

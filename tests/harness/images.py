@@ -37,6 +37,8 @@ BASE_PACKAGES: tuple[str, ...] = (
     "iproute2", "sudo", "ca-certificates", "procps", "iptables", "ufw", "wireguard-tools",
     "wireguard-go", "netcat-openbsd", "curl", "unattended-upgrades", "systemd-timesyncd",
     "kmod", "less",
+    # the off-site copies: restic on the node, rclone's append-only server on the store
+    "restic", "rclone",
 )
 
 

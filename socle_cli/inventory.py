@@ -5,6 +5,8 @@ reach it exactly as a deploy would: same inventory, same SSH settings, same sudo
 
 Example::
 
+    hosts = load_hosts(Path("inventories/prod.py"))
+    name, data = host_with(hosts, "ovh_vps", None, Path("inventories/prod.py"))
     with node_session(Path("inventories/prod.py"), "vps") as node:
         ok, output = node.run("wg show wg0 latest-handshakes", sudo=True)
 """
@@ -19,18 +21,19 @@ from pathlib import Path
 from typing import Any
 
 
-class InventoryHostError(Exception):
-    """The inventory or the host cannot be used; the message says why."""
+class InventoryLookupError(Exception):
+    """The inventory cannot be read, or does not name the host wanted."""
 
 
 def load_inventory(inventory: Path) -> Any:
-    """Return pyinfra's ``Inventory`` for ``inventory``, read as the pyinfra command reads it."""
+    """Return pyinfra's ``Inventory`` for ``inventory`` (group data included)."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
     if not inventory.exists():
-        raise InventoryHostError(f"no inventory at {inventory}")
+        raise InventoryLookupError(f"no inventory at {inventory}")
+    # Inventory files are read the way the pyinfra command reads them, in a state.
     with ctx_state.use(State()):
         return make_inventory(str(inventory), cwd=os.getcwd())
 
@@ -38,6 +41,21 @@ def load_inventory(inventory: Path) -> Any:
 def load_hosts(inventory: Path) -> dict[str, dict[str, Any]]:
     """Return each host's merged data (host, groups, group_data files) from an inventory."""
     return {host.name: host.data.dict() for host in load_inventory(inventory)}
+
+
+def host_with(
+    hosts: dict[str, dict[str, Any]], key: str, host_name: str | None, inventory: Path
+) -> tuple[str, dict[str, Any]]:
+    """Return the host whose data holds ``key``: ``host_name``, or the only one that has it."""
+    having = {name: data for name, data in hosts.items() if data.get(key) is not None}
+    if host_name is None:
+        if len(having) != 1:
+            names = ", ".join(sorted(having)) or "none"
+            raise InventoryLookupError(f"choose the host with --host (hosts with {key}: {names})")
+        host_name = next(iter(having))
+    if host_name not in having:
+        raise InventoryLookupError(f"no host {host_name!r} with {key} in {inventory}")
+    return host_name, having[host_name]
 
 
 @dataclass
@@ -78,16 +96,16 @@ def node_session(inventory: Path, host_name: str | None = None) -> Iterator[Node
     names = [host.name for host in loaded]
     if host_name is None:
         if len(names) != 1:
-            raise InventoryHostError(f"choose a host with --host (hosts: {', '.join(names)})")
+            raise InventoryLookupError(f"choose a host with --host (hosts: {', '.join(names)})")
         host_name = names[0]
     if host_name not in names:
-        raise InventoryHostError(f"no host {host_name!r} in {inventory}")
+        raise InventoryLookupError(f"no host {host_name!r} in {inventory}")
     state = State(loaded, Config())
     connect_all(state)
     try:
         node = loaded.get_host(host_name)
         if not node.connected:
-            raise InventoryHostError(f"cannot connect to {host_name} over SSH")
+            raise InventoryLookupError(f"cannot connect to {host_name} over SSH")
         yield NodeSession(state, node)
     finally:
         disconnect_all(state)
