@@ -96,8 +96,12 @@ def config_text(
     extra: str = "",
     databases: tuple[str, ...] = ("shop",),
     backup_dir: Path | None = None,
+    metrics_port: int | None = None,
 ) -> str:
-    """A working agent configuration for the tests, as TOML text."""
+    """A working agent configuration for the tests, as TOML text.
+
+    Metrics are served only with a `metrics_port`.
+    """
     backup_dir = backup_dir or tmp_path / "backups"
     text = f"""
     [agent]
@@ -112,8 +116,9 @@ def config_text(
     keep_monthly = 0
 
     [metrics]
+    enabled = {str(metrics_port is not None).lower()}
     listen = "127.0.0.1"
-    port = 0
+    port = {metrics_port or 9464}
     """
     if pg is not None:
         text += f"""
@@ -248,6 +253,14 @@ def free_bytes(path: Path) -> int:
 
 
 def partial_dump_growing(backup_dir: Path) -> bool:
-    """Whether a PostgreSQL dump is being written and has passed 1 MiB."""
-    dumps = list((backup_dir / "postgres").glob("*.partial/dump"))
-    return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
+    """Whether a PostgreSQL dump (a file or a folder of files) is being written and has
+    passed 1 MiB."""
+    written = 0
+    for dump in (backup_dir / "postgres").glob("*.partial/dump"):
+        paths = [dump] if dump.is_file() else list(dump.rglob("*"))
+        for path in paths:
+            try:
+                written += path.stat().st_size if path.is_file() else 0
+            except FileNotFoundError:
+                continue
+    return written > (1 << 20)

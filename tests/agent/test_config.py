@@ -73,7 +73,8 @@ def test_parse_config_with_bad_choices_and_ranges_lists_all() -> None:
     )
     assert problems == [
         "postgres.format: expected one of custom, directory, got 'tar'",
-        "postgres.compression: expected a level from 0 to 9, got 12",
+        'postgres.compression: expected "auto", "none", gzip, lz4 or zstd with an optional '
+        '":LEVEL", or a gzip level from 0 to 9, got 12',
         "disk.min_free_ratio: expected a number between 0 and 1.0, got 1.5",
         "mail.security: expected one of starttls, tls, none, got 'ssl'",
         "mail.to: at least one recipient is needed when mail is enabled",
@@ -87,11 +88,13 @@ def test_parse_config_with_missing_required_key_names_it() -> None:
 
 def test_parse_config_reads_drill_checks_and_refuses_bad_ones() -> None:
     config = parse_config(
-        {"drill": {"checks": [{"database": "app", "sql": "select 1", "expect": 1}]}},
+        {"postgres": {}, "drill": {"checks": [{"database": "app", "sql": "select 1",
+                                               "expect": 1}]}},
         check_paths=False,
     )
     assert config.drill.checks == (SqlCheck("app", "select 1", "1"),)
-    assert problems_of({"drill": {"checks": [{"sql": "select 1", "db": "x"}]}}) == [
+    assert problems_of({"postgres": {}, "drill": {"checks": [{"sql": "select 1", "db": "x"}]}}
+                       ) == [
         "drill.checks[0].database: required key is missing",
         "drill.checks[0].db: unknown key",
     ]
@@ -99,7 +102,7 @@ def test_parse_config_reads_drill_checks_and_refuses_bad_ones() -> None:
         "drill.scratch_prefix: must not be empty"
     ]
     assert problems_of({"drill": {"rto_seconds": {"mysql": 5}}}) == [
-        "drill.rto_seconds.mysql: unknown backup kind; expected one of postgres, k3s"
+        "drill.rto_seconds.mysql: unknown backup kind; expected one of k3s, postgres"
     ]
 
 

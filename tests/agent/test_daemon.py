@@ -95,7 +95,7 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
     notifications: Notifications
 ) -> None:
     port = free_port()
-    text = config_text(tmp_path, pg, pg_password_file).replace("port = 0", f"port = {port}")
+    text = config_text(tmp_path, pg, pg_password_file, metrics_port=port)
     text += '\n[schedule]\npostgres_backup = "daily at 00:00"\ndisk_check = "every 1 second"\n'
     config_path = write_config(tmp_path, text)
     config = load_config(config_path)
@@ -132,7 +132,7 @@ def test_run_with_k3s_jobs_scheduled_snapshots_and_drills_at_start(
     create_datastore(server_dir / "db" / "state.db", rows=500)
     make_server_dir(server_dir, config_file)
     port = free_port()
-    text = config_text(tmp_path).replace("port = 0", f"port = {port}") + f"""
+    text = config_text(tmp_path, metrics_port=port) + f"""
 [k3s]
 server_dir = "{server_dir}"
 config_file = "{config_file}"
@@ -154,7 +154,8 @@ k3s_drill = "weekly on sunday at 05:00"
     assert backup.manifest.details["verified"]
     kind = (("kind", "k3s"),)
     assert metrics[("socle_drill_last_result", kind)] == 1
-    assert metrics[("socle_backup_newest_timestamp_seconds", kind)] == backup.manifest.finished
+    newest = (("kind", "k3s"), ("subject", "k3s"))
+    assert metrics[("socle_backup_newest_timestamp_seconds", newest)] == backup.manifest.finished
     assert metrics[("socle_job_last_status", (("task", "k3s_snapshot"),))] == 1
     assert metrics[("socle_job_last_status", (("task", "k3s_drill"),))] == 1
     assert metrics[("socle_k3s_datastore_bytes", (("file", "state.db"),))] == (

@@ -84,4 +84,5 @@ def test_prune_job_applies_retention_to_every_kind(tmp_path: Path) -> None:
         "app-2", "app-3"
     ]
     backups = load_state(config.agent.state_file)["backups"]
-    assert backups["k3s"] == {"retained": 2, "newest_end": 1003.0, "total_bytes": 20}
+    assert backups["k3s"] == {"retained": 2, "newest_end": 1003.0, "total_bytes": 20,
+                              "subjects": {"k3s": 1003.0}, "orphans_removed": 0}

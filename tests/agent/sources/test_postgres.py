@@ -13,16 +13,23 @@ import psycopg
 import pytest
 from kubernetes.client import ApiException
 from socle_agent import catalogue
-from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
-from socle_agent.jobs import JobAborted, JobContext, run_job
+from socle_agent.base import JobAborted, JobContext
+from socle_agent.config import (
+    Config,
+    KubernetesConnection,
+    PostgresSection,
+    load_config,
+    parse_config,
+)
+from socle_agent.jobs import run_job
 from socle_agent.manifest import verify_files
-from socle_agent.sources.postgres import (
+from socle_agent.postgres.connection import (
     Connection,
     PostgresError,
     connection_from_cluster,
-    dump_database,
     resolve_connection,
 )
+from socle_agent.postgres.dump import dump_database
 from socle_agent.state import load_state
 
 from tests.agent.conftest import (
@@ -68,7 +75,9 @@ def test_backup_postgres_restores_to_the_manifest_row_counts(
     [backup] = catalogue.list_backups(config.agent.backup_dir, "postgres")
     manifest = backup.manifest
     assert verify_files(backup.path, manifest) == []
-    assert [f.name for f in manifest.files] == ["dump", "globals.sql"]
+    names = [f.name for f in manifest.files]
+    assert "dump/toc.dat" in names and names[-1] == "globals.sql"
+    assert manifest.format == "directory" and manifest.details["compression"] == "gzip:1"
     assert manifest.details["row_counts"] == {
         "audit.events": 500, "public.customers": 3000, "public.orders": 12000
     }
@@ -87,22 +96,21 @@ def test_backup_postgres_restores_to_the_manifest_row_counts(
     )
 
 
-def test_backup_postgres_in_directory_format_checksums_every_file(
+def test_backup_postgres_in_custom_format_streams_one_checksummed_file(
     tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
 ) -> None:
-    extra = ""
-    config = agent_config(tmp_path, pg, pg_password_file, extra=extra)
+    config = agent_config(tmp_path, pg, pg_password_file)
     section = config.postgres
     assert section is not None
     config = Config(**{**config.__dict__, "postgres": PostgresSection(
-        **{**section.__dict__, "format": "directory", "jobs": 2})})
+        **{**section.__dict__, "format": "custom", "compression": "gzip:6"})})
     assert run_job("postgres_backup", config).status == "ok"
     [backup] = catalogue.list_backups(config.agent.backup_dir)
-    names = [f.name for f in backup.manifest.files]
-    assert "dump/toc.dat" in names and "globals.sql" in names
+    assert [f.name for f in backup.manifest.files] == ["dump", "globals.sql"]
+    assert backup.manifest.details["compression"] == "gzip:6"
     assert verify_files(backup.path, backup.manifest) == []
-    restore_into(pg, backup, "shop_from_dir")
-    assert pg.row_count("shop_from_dir", "orders") == 12000
+    restore_into(pg, backup, "shop_from_custom")
+    assert pg.row_count("shop_from_custom", "orders") == 12000
 
 
 def test_backup_postgres_with_no_databases_listed_dumps_each_user_database(
@@ -131,6 +139,10 @@ def test_backup_postgres_keeps_only_what_retention_allows(
     assert load_state(config.agent.state_file)["backups"]["postgres"]["retained"] == 2
 
 
+# A job's context for calls that need only the agent's defaults (network timeout).
+JOB = JobContext(parse_config({}, check_paths=False))
+
+
 def _cluster_api(pg: PgCluster) -> CoreV1ApiStandIn:
     """The cluster as the agent sees it under its Role (gitops/agent/role.yaml)."""
     return CoreV1ApiStandIn.under_agent_role(
@@ -149,7 +161,7 @@ def test_connection_from_cluster_reads_service_address_and_secret(pg: PgCluster)
     kube = KubernetesConnection(service="postgresql", secret="postgresql-credentials",
                                 namespace="database", port_name="postgresql",
                                 user_key="username")
-    connection = connection_from_cluster(kube, "ignored", api)
+    connection = connection_from_cluster(JOB, kube, "ignored", api)
     assert connection == Connection("127.0.0.1", pg.port, "postgres", pg.password)
     assert api.calls == [("service", "database", "postgresql"),
                          ("secret", "database", "postgresql-credentials")]
@@ -159,12 +171,12 @@ def test_connection_from_cluster_explains_what_is_missing(pg: PgCluster) -> None
     api = _cluster_api(pg)
     base = dict(service="postgresql", secret="postgresql-credentials", namespace="database")
     with pytest.raises(PostgresError, match="has no port named 'pg'"):
-        connection_from_cluster(KubernetesConnection(**base, port_name="pg"), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base, port_name="pg"), "u", api)
     with pytest.raises(PostgresError, match="has no key 'pw'"):
-        connection_from_cluster(KubernetesConnection(**base, password_key="pw"), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base, password_key="pw"), "u", api)
     api.services["postgresql"] = service("postgresql", "None", {"postgresql": 5432})
     with pytest.raises(PostgresError, match="has no cluster IP"):
-        connection_from_cluster(KubernetesConnection(**base), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base), "u", api)
 
 
 def test_dump_through_cluster_connection_reaches_the_real_server(
@@ -176,14 +188,14 @@ def test_dump_through_cluster_connection_reaches_the_real_server(
                                  "kubernetes": KubernetesConnection(
                                      service="postgresql", secret="postgresql-credentials",
                                      namespace="database", port_name="postgresql")})
-    connection = resolve_connection(section, core_api=_cluster_api(pg))
+    connection = resolve_connection(JobContext(config), section, core_api=_cluster_api(pg))
     assert connection.port == pg.port and connection.password == pg.password
     backup = dump_database(JobContext(config), connection, "shop")
     assert backup.manifest.details["row_counts"]["public.orders"] == 12000
     elsewhere = PostgresSection(**{**section.__dict__, "kubernetes": KubernetesConnection(
         service="postgresql", secret="postgresql-credentials", namespace="default")})
     with pytest.raises(ApiException, match="Forbidden"):
-        resolve_connection(elsewhere, core_api=_cluster_api(pg))
+        resolve_connection(JobContext(config), elsewhere, core_api=_cluster_api(pg))
 
 
 def test_cluster_connection_under_the_agents_role_reads_only_its_service_and_secret(
@@ -194,12 +206,12 @@ def test_cluster_connection_under_the_agents_role_reads_only_its_service_and_sec
                                 namespace="database", port_name="postgresql")
 
     with pytest.raises(ApiException, match="Forbidden: get secret database/postgresql-admin"):
-        connection_from_cluster(kube, "postgres", api)
+        connection_from_cluster(JOB, kube, "postgres", api)
 
     headless = KubernetesConnection(service="postgresql-headless",
                                     secret="postgresql-credentials", namespace="database")
     with pytest.raises(ApiException, match="Forbidden: get service"):
-        connection_from_cluster(headless, "postgres", api)
+        connection_from_cluster(JOB, headless, "postgres", api)
     assert api.grants == {("database", "services", "postgresql"),
                           ("database", "secrets", "postgresql-credentials")}
 
@@ -357,10 +369,10 @@ def test_dump_stopped_at_once_cancels_counting_and_leaves_nothing(
     config = agent_config(tmp_path, pg, pg_password_file, databases=("big",))
     context = JobContext(config)
     context.cancel.set()
-    connection = resolve_connection(config.postgres)  # type: ignore[arg-type]
+    connection = resolve_connection(context, config.postgres)  # type: ignore[arg-type]
     with pytest.raises(JobAborted):
         dump_database(context, connection, "big")
-    assert list(_dump_dir(config).iterdir()) == []
+    assert not _dump_dir(config).exists() or list(_dump_dir(config).iterdir()) == []
     # Backends end just after their client closes; wait for them rather than race them.
     wait_for(lambda: pg.psql("select count(*) from pg_stat_activity where datname = 'big'")
              == "0")
