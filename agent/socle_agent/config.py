@@ -674,6 +674,12 @@ def _cross_checks(config: Config, problems: list[str]) -> None:
             if job in config.schedule and not source.configured(config):
                 section = source.section or kind
                 problems.append(f"schedule.{job}: scheduled, but there is no [{section}] section")
+    if config.agent.stall_seconds <= config.agent.network_timeout_seconds:
+        problems.append(
+            f"agent.stall_seconds: {config.agent.stall_seconds:g} must be longer than "
+            f"agent.network_timeout_seconds ({config.agent.network_timeout_seconds:g}), or one "
+            "slow call would count as a stuck job"
+        )
     backed_up = config.postgres.databases if config.postgres else ()
     for index, check in enumerate(config.drill.checks):
         if config.postgres is None:

@@ -7,12 +7,15 @@ socket in that directory and TCP on a free port of 127.0.0.1; as root it runs as
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.pgcluster import PG_BIN, PgCluster, free_port
 
@@ -264,3 +268,65 @@ def partial_dump_growing(backup_dir: Path) -> bool:
             except FileNotFoundError:
                 continue
     return written > (1 << 20)
+
+
+class Notifications:
+    """A unix datagram socket standing where systemd's notify socket would be."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.received: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                return self.received
+
+    def seen(self, message: str) -> bool:
+        return message in self.drain()
+
+
+@pytest.fixture()
+def notifications(tmp_path: Path) -> Iterator[Notifications]:
+    box = Notifications(tmp_path / "notify.sock")
+    try:
+        yield box
+    finally:
+        box.sock.close()
+
+
+def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_000,
+                env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`socle-agent run` as systemd would start it, with a watchdog."""
+    env = dict(env or os.environ, NOTIFY_SOCKET=str(notify.path),
+               WATCHDOG_USEC=str(watchdog_usec))
+    return subprocess.Popen([AGENT, "--config", str(config), "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running_agent(config: Path, notify: Notifications, env: dict[str, str] | None = None
+                  ) -> Iterator[subprocess.Popen[str]]:
+    """`socle-agent run` for the block; killed afterwards if the block did not stop it."""
+    agent = start_agent(config, notify, env=env)
+    try:
+        yield agent
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

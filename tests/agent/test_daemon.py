@@ -2,92 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import signal
-import socket
 import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from socle_agent import catalogue
 from socle_agent.config import load_config
 from socle_agent.daemon import Daemon
 from socle_agent.state import load_state, save_state
 
 from tests.agent.conftest import (
-    AGENT,
+    Notifications,
     PgCluster,
     config_text,
     free_port,
     partial_dump_growing,
+    running_agent,
+    scrape,
+    start_agent,
     wait_for,
     write_config,
 )
 from tests.standins.k3s_datastore import create_datastore, make_server_dir
-
-
-class Notifications:
-    """A unix datagram socket standing where systemd's notify socket would be."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.received: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.received.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                return self.received
-
-    def seen(self, message: str) -> bool:
-        return message in self.drain()
-
-
-@pytest.fixture()
-def notifications(tmp_path: Path) -> Iterator[Notifications]:
-    box = Notifications(tmp_path / "notify.sock")
-    try:
-        yield box
-    finally:
-        box.sock.close()
-
-
-def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_000
-                ) -> subprocess.Popen[str]:
-    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(watchdog_usec))
-    return subprocess.Popen([AGENT, "--config", str(config), "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@contextlib.contextmanager
-def running_agent(config: Path, notify: Notifications) -> Iterator[subprocess.Popen[str]]:
-    """`socle-agent run` for the block; killed afterwards if the block did not stop it."""
-    agent = start_agent(config, notify)
-    try:
-        yield agent
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
