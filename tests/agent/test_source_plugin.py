@@ -52,14 +52,15 @@ def notes(tmp_path: Path) -> Path:
     return folder
 
 
-def notes_config(tmp_path: Path, notes: Path, extra: str = "", **kwargs: object) -> Path:
-    text = config_text(tmp_path, **kwargs) + f"""
+def notes_config(tmp_path: Path, notes: Path, extra: str = "",
+                 metrics_port: int | None = None) -> Path:
+    text = config_text(tmp_path, metrics_port=metrics_port) + f"""
 [notes]
 folder = "{notes}"
 
 [drill]
 rpo_seconds = {{ notes = 3600 }}
-""" + extra  # type: ignore[arg-type]
+""" + extra
     return write_config(tmp_path, text)
 
 
