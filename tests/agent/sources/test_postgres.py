@@ -376,3 +376,41 @@ def test_dump_stopped_at_once_cancels_counting_and_leaves_nothing(
     # Backends end just after their client closes; wait for them rather than race them.
     wait_for(lambda: pg.psql("select count(*) from pg_stat_activity where datname = 'big'")
              == "0")
+
+
+def test_hostile_database_names_stay_inside_the_catalogue_and_scratch_copies_are_skipped(
+    tmp_path: Path, pg: PgCluster, pg_password_file: Path
+) -> None:
+    hostile = ["../../escape", "a/b", ".hidden"]
+    for name in hostile:
+        pg.psql(f'create database "{name}"')
+        pg.psql("create table t (x int); insert into t values (1), (2)", name)
+    pg.psql("create database socle_drill_left")
+    pg.psql("comment on database socle_drill_left is 'socle-agent: drill scratch database'")
+    try:
+        config = agent_config(tmp_path, pg, pg_password_file, databases=())
+        result = run_job("postgres_backup", config)
+        assert result.status == "ok", result.error
+        backups = catalogue.list_backups(config.agent.backup_dir, "postgres")
+        by_subject = {b.manifest.subject: b for b in backups}
+        assert set(hostile) <= set(by_subject)
+        assert "socle_drill_left" not in by_subject
+        root = config.agent.backup_dir / "postgres"
+        for name in hostile:
+            backup = by_subject[name]
+            assert backup.path.parent == root
+            assert backup.path.name.startswith(catalogue.safe_name(name) + "-")
+            assert catalogue.name_from_safe(backup.path.name.rsplit("-", 1)[0]) == name
+            assert backup.manifest.details["row_counts"] == {"public.t": 2}
+        assert not list(tmp_path.parent.glob("escape*")) and not (tmp_path / "escape").exists()
+        assert run_job("postgres_drill", config, options={"database": "a/b"}).status == "ok"
+    finally:
+        for name in [*hostile, "socle_drill_left"]:
+            pg.psql(f'drop database if exists "{name}"')
+
+
+@pytest.mark.parametrize("name", ["app", "../x", "a/b", "é", "%41", "-", "a b"])
+def test_safe_name_gives_one_plain_file_name_and_back(name: str) -> None:
+    encoded = catalogue.safe_name(name)
+    assert "/" not in encoded and not encoded.startswith(".") and encoded
+    assert catalogue.name_from_safe(encoded) == name

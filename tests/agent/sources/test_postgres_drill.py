@@ -150,6 +150,27 @@ def test_drill_with_failing_sql_check_fails_naming_the_check(
     assert scratch_databases(pg) == []
 
 
+def test_drill_whose_scratch_name_is_a_live_database_refuses_and_leaves_it(
+    tmp_path: Path, pg: PgCluster, pg_password_file: Path
+) -> None:
+    # with scratch_prefix "a", the drill of `pp` would restore into `app`, a live database
+    pg.psql("create database app")
+    pg.psql("create table precious (x int); insert into precious values (42)", "app")
+    pg.psql("create database pp")
+    try:
+        text = config_text(tmp_path, pg, pg_password_file, databases=("pp",))
+        text += '\n[drill]\nscratch_prefix = "a"\n'
+        config = load_config(write_config(tmp_path, text))
+        assert run_job("postgres_backup", config).status == "ok"
+        result = run_job("postgres_drill", config)
+        assert result.status == "failed"
+        assert "database 'app' exists and was not made by the agent" in result.error
+        assert pg.psql("select x from precious", "app") == "42"
+    finally:
+        pg.psql("drop database app")
+        pg.psql("drop database pp")
+
+
 def test_drill_failure_then_pass_mails_once_each(
     tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path, smtp: Mailbox
 ) -> None:
