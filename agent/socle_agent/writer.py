@@ -84,7 +84,7 @@ class BackupWriter:
                  tb: object) -> None:
         if self.backup is not None:
             return
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if exc is not None and _out_of_space(exc):
             self._remember_out_of_space(_folder_bytes(self.partial))
         shutil.rmtree(self.partial, ignore_errors=True)
 
@@ -194,6 +194,13 @@ class BackupWriter:
             # The state may sit on the very disk that is full; the job's own failure is
             # what matters, and it is reported anyway.
             log.warning("cannot record the out-of-space failure: %s", exc)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    # the agent's own write (OSError) or a program's (pg_dump says so on stderr)
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return os.strerror(errno.ENOSPC) in str(exc)
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -153,3 +153,33 @@ def test_load_config_with_truncated_file_reports_toml_error(tmp_path: Path) -> N
 def test_load_config_with_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_parse_config_refuses_dangerous_settings_naming_each_key() -> None:
+    problems = problems_of({
+        "agent": {"network_timeout_seconds": 0},
+        "postgres": {"dsn": "host=db user=app password=hunter2", "timeout_seconds": 0},
+        "metrics": {"port": 0},
+        "mail": {"host": "h", "from": "a@b", "to": ["c@d"], "security": "none",
+                 "secrets_file": "/etc/socle/mail-secrets.toml", "timeout_seconds": 0.0},
+    })
+    assert problems == [
+        "agent.network_timeout_seconds: expected a number of seconds above 0, got 0.0",
+        "postgres.timeout_seconds: expected a number of seconds above 0, got 0.0",
+        "postgres.dsn: holds a password, which would show in the process list of every local "
+        "user; put it in postgres.password_file",
+        "metrics.port: expected an integer of at least 1, got 0",
+        "mail.timeout_seconds: expected a number of seconds above 0, got 0.0",
+        'mail.secrets_file: a login over an unencrypted connection (mail.security = "none") '
+        'would send the password in clear; use "starttls" or "tls"',
+    ]
+
+
+def test_parse_config_refuses_a_drill_check_of_a_database_not_backed_up() -> None:
+    problems = problems_of({
+        "postgres": {"databases": ["app"]},
+        "drill": {"checks": [{"database": "ap", "sql": "select true"}]},
+    })
+    assert problems == [
+        "drill.checks[0].database: 'ap' is not backed up (postgres.databases = ['app'])"
+    ]

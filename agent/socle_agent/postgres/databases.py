@@ -53,10 +53,14 @@ def list_databases(conn: psycopg.Connection[Any]) -> list[str]:
     return [row[0] for row in rows]
 
 
-def database_size(conn: psycopg.Connection[Any], name: str) -> int:
-    """Bytes the database takes on the server (0 when it does not exist)."""
+def table_bytes(conn: psycopg.Connection[Any]) -> int:
+    """Bytes the tables of the connected database take (with TOAST, without indexes):
+    what a dump holds, before compression. The system catalogs are left out."""
     row = conn.execute(
-        "select pg_database_size(datname) from pg_database where datname = %s", (name,)
+        "select coalesce(sum(pg_table_size(c.oid)), 0) from pg_class c"
+        " join pg_namespace n on n.oid = c.relnamespace"
+        " where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema')"
+        " and n.nspname not like 'pg_toast%'"
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -37,7 +37,7 @@ from socle_agent.postgres.connection import (
     connect,
     resolve_connection,
 )
-from socle_agent.postgres.databases import database_size, list_databases, row_counts
+from socle_agent.postgres.databases import list_databases, row_counts, table_bytes
 from socle_agent.programs import run_program
 from socle_agent.pruning import prune_kind
 from socle_agent.writer import BackupWriter
@@ -59,11 +59,11 @@ def program_version(context: JobContext, program: str) -> str:
 
 
 def last_ratio(context: JobContext) -> float | None:
-    """Bytes written per byte of database in the newest dump that recorded both."""
+    """Bytes written per byte of table in the newest dump that recorded both."""
     for backup in reversed(catalogue.list_backups(context.config.agent.backup_dir, KIND)):
-        database_bytes = backup.manifest.details.get("database_bytes")
-        if database_bytes:
-            return backup.manifest.size_bytes / database_bytes
+        tables = backup.manifest.details.get("table_bytes")
+        if tables:
+            return float(backup.manifest.size_bytes / tables)
     return None
 
 
@@ -131,9 +131,9 @@ def dump_database(context: JobContext, connection: Connection, database: str) ->
         BackupWriter(config.agent.backup_dir, KIND, database,
                      state_file=config.agent.state_file) as writer,
     ):
-        database_bytes = database_size(conn, database)
+        tables = table_bytes(conn)
         ratio = last_ratio(context)
-        writer.guard(config.disk, {RATIO_ESTIMATE: int(database_bytes * ratio)} if ratio else {})
+        writer.guard(config.disk, {RATIO_ESTIMATE: int(tables * ratio)} if ratio else {})
         conn.rollback()
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -171,7 +171,7 @@ def dump_database(context: JobContext, connection: Connection, database: str) ->
                 "pg_dump_version": pg_dump_version,
                 "compression": chosen.described,
                 "jobs": section.jobs if section.format == "directory" else 1,
-                "database_bytes": database_bytes,
+                "table_bytes": tables,
                 "host": connection.describe(),
                 "row_counts": counts,
             },

@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -414,3 +415,41 @@ def test_safe_name_gives_one_plain_file_name_and_back(name: str) -> None:
     encoded = catalogue.safe_name(name)
     assert "/" not in encoded and not encoded.startswith(".") and encoded
     assert catalogue.name_from_safe(encoded) == name
+
+
+def test_first_backup_too_large_for_the_disk_is_refused_on_the_next_attempt(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path,
+    small_fs: Callable[[int], Path],
+) -> None:
+    backup_fs = small_fs(3)
+    extra = "\n[disk]\nmin_free_ratio = 0.0\n"
+    config = agent_config(tmp_path, pg, pg_password_file, extra=extra, databases=("big",),
+                          backup_dir=backup_fs / "backups")
+    first = run_job("postgres_backup", config)
+    assert first.status == "failed" and "No space left on device" in first.error
+    written = load_state(config.agent.state_file)["out_of_space"]["postgres/big"]
+    assert written > 1_000_000
+
+    started = time.monotonic()
+    second = run_job("postgres_backup", config)
+    assert second.status == "failed"
+    assert "disk guard refused the job" in second.error
+    assert "estimated from the bytes written before the last out-of-space failure" in second.error
+    assert time.monotonic() - started < 5
+    assert not list(_dump_dir(config).iterdir())
+
+
+def test_a_database_never_backed_up_is_estimated_from_its_size_and_the_last_ratio(
+    tmp_path: Path, pg: PgCluster, shop_db: str, big_db: str, pg_password_file: Path,
+    small_fs: Callable[[int], Path],
+) -> None:
+    backup_fs = small_fs(6)
+    config = agent_config(tmp_path, pg, pg_password_file, databases=("shop",),
+                          extra="\n[disk]\nmin_free_ratio = 0.0\n",
+                          backup_dir=backup_fs / "backups")
+    assert run_job("postgres_backup", config).status == "ok"
+    result = run_job("postgres_backup", config, options={"database": "big"})
+    assert result.status == "failed"
+    assert "estimated from the database's size times the last compression ratio" in result.error
+    assert [b.manifest.subject for b in catalogue.list_backups(config.agent.backup_dir)] == [
+        "shop"]
