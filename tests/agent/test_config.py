@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+import tomllib
+
 import pytest
-from socle_agent.config import ConfigError, SqlCheck, load_config, parse_config
+from socle_agent.config import (
+    REQUIRED,
+    ConfigError,
+    SqlCheck,
+    describe_keys,
+    load_config,
+    parse_config,
+)
 from socle_agent.schedules import Schedule
 
 EXAMPLE = Path(__file__).parents[2] / "agent" / "agent.example.toml"
@@ -15,6 +25,65 @@ def problems_of(data: dict, check_paths: bool = False) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, check_paths=check_paths)
     return caught.value.problems
+
+
+_KEY_LINE = re.compile(r"^(#\s*)?([a-z_]+)\s*=\s*(.+)$")
+_SECTION = re.compile(r"^(?:#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$")
+
+
+def example_keys() -> dict[str, tuple[object, bool, str]]:
+    """Keys of the sample: path -> (value shown, commented out, marker ("example", ...))."""
+    keys: dict[str, tuple[object, bool, str]] = {}
+    section = ""
+    for line in EXAMPLE.read_text().splitlines():
+        if header := _SECTION.match(line):
+            section = header.group(1)
+            continue
+        if not (found := _KEY_LINE.match(line)):
+            continue
+        commented, key, rest = found.groups()
+        value_text, _, comment = rest.partition("  #")
+        if value_text.lstrip().startswith(('"', "[", "{")) or value_text[:1].isdigit() or (
+                value_text in ("true", "false")):
+            value = tomllib.loads(f"v = {value_text}")["v"]
+        else:
+            continue  # prose that happens to hold an equals sign
+        marker = comment.strip().split(",")[0].split(":")[0].strip()
+        keys[f"{section}.{key}" if section else key] = (value, bool(commented), marker)
+    return keys
+
+
+def shown(default: object) -> object:
+    if isinstance(default, Path):
+        return str(default)
+    if isinstance(default, tuple):
+        return list(default)
+    return default
+
+
+def test_example_shows_every_key_the_parser_reads_with_its_default() -> None:
+    known = {re.sub(r"\[\d+\]", "", key): value for key, value in describe_keys().items()}
+    tables = {k for k in known if any(o.startswith(f"{k}.") for o in known)} | {"schedule"}
+    example = example_keys()
+    values = {k: v for k, v in known.items() if k not in tables}
+
+    assert sorted(set(values) - set(example)) == [], "keys the sample does not show"
+    unknown = [k for k in example if k not in values and not k.startswith("schedule.")]
+    assert unknown == [], "keys the parser does not read"
+    for key, (value, commented, marker) in example.items():
+        if key.startswith("schedule."):
+            continue
+        default = values[key]
+        if default is REQUIRED:
+            assert marker == "required", f"{key} has no default: mark it # required"
+        elif marker in ("example", "required", "unset"):
+            # mail.to has an empty default but is needed once [mail] is there
+            assert marker != "required" or key == "mail.to", f"{key} has a default"
+        elif commented and default is None:
+            pass  # unset until given; the line shows a value to give
+        else:
+            assert value == shown(default), (
+                f"{key}: the sample shows {value!r}, the default is {default!r}")
 
 
 def test_load_config_with_example_gives_documented_values() -> None:
