@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 from socle_agent.config import (
