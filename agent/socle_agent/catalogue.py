@@ -127,7 +127,12 @@ def list_backups(
 
 
 def find_backup(backup_dir: Path, backup_id: str, kind: str | None = None) -> Backup:
-    """The backup with id `backup_id`; raises LookupError when there is none."""
+    """The backup with id `backup_id`; raises LookupError when there is none (or when the
+    id, as typed by someone, could not be a backup's folder name)."""
+    try:
+        check_backup_id(backup_id)
+    except ValueError as exc:
+        raise LookupError(str(exc)) from exc
     for backup in list_backups(backup_dir, kind):
         if backup.manifest.id == backup_id:
             return backup
