@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,11 @@ def main() -> int:
     hashes: dict[str, set[str]] = defaultdict(set)
     with tempfile.TemporaryDirectory(prefix="socle-lock-") as tmp:
         work = Path(tmp)
-        pip("wheel", "--no-deps", "-w", str(work / "agent"), str(REPO / "agent"))
+        # built from a copy, so building leaves nothing behind in the repository
+        source = work / "source"
+        shutil.copytree(REPO / "agent", source,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        pip("wheel", "--no-deps", "-w", str(work / "agent"), str(source))
         [agent_wheel] = (work / "agent").glob("*.whl")
         for python in PYTHONS:
             for machine in MACHINES:

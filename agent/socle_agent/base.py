@@ -82,7 +82,7 @@ class RestoreRefused(RestoreError):
     exit_code = EXIT_REFUSED
 
 
-class BackupNotFound(RestoreError):
+class BackupNotFound(RestoreError, LookupError):
     """No backup has the id that was asked for."""
 
     exit_code = EXIT_NOT_FOUND

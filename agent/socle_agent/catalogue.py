@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from socle_agent.base import BackupNotFound
 from socle_agent.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from socle_agent.state import fsync_dir
 
@@ -127,16 +128,16 @@ def list_backups(
 
 
 def find_backup(backup_dir: Path, backup_id: str, kind: str | None = None) -> Backup:
-    """The backup with id `backup_id`; raises LookupError when there is none (or when the
-    id, as typed by someone, could not be a backup's folder name)."""
+    """The backup with id `backup_id`; raises BackupNotFound (a LookupError) when there is
+    none, or when the id, as typed by someone, could not be a backup's folder name."""
     try:
         check_backup_id(backup_id)
     except ValueError as exc:
-        raise LookupError(str(exc)) from exc
+        raise BackupNotFound(str(exc)) from exc
     for backup in list_backups(backup_dir, kind):
         if backup.manifest.id == backup_id:
             return backup
-    raise LookupError(f"no backup with id {backup_id!r} in {backup_dir}")
+    raise BackupNotFound(f"no backup with id {backup_id!r} in {backup_dir}")
 
 
 def newest(backup_dir: Path, kind: str, subject: str | None = None) -> Backup | None:

@@ -24,7 +24,6 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from socle_agent import catalogue
 from socle_agent.base import (
-    BackupNotFound,
     DrillFailed,
     DrillRecord,
     JobContext,
@@ -111,10 +110,7 @@ class NotesSource(Source):
         parser.add_argument("--into", required=True, type=Path, metavar="FOLDER")
 
     def restore(self, context: JobContext, args: argparse.Namespace, report: Report) -> str:
-        try:
-            backup = catalogue.find_backup(context.config.agent.backup_dir, args.backup, KIND)
-        except LookupError as exc:
-            raise BackupNotFound(str(exc)) from exc
+        backup = catalogue.find_backup(context.config.agent.backup_dir, args.backup, KIND)
         if args.into.exists():
             raise RestoreRefused(f"{args.into} exists; refusing to write into it")
         problems = verify_files(backup.path, backup.manifest)

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 
 from socle_agent import catalogue
-from socle_agent.base import BackupNotFound, JobContext, RestoreError, RestoreRefused
+from socle_agent.base import JobContext, RestoreError, RestoreRefused
 from socle_agent.manifest import verify_files
 from socle_agent.postgres.connection import Connection, admin_connect, client_env
 from socle_agent.postgres.databases import (
@@ -72,10 +72,7 @@ def restore_backup(
     """Restore as the module docstring says; returns the closing line for the operator."""
     started = time.monotonic()
     config = context.config
-    try:
-        backup = catalogue.find_backup(config.agent.backup_dir, request.backup_id, KIND)
-    except LookupError as exc:
-        raise BackupNotFound(str(exc)) from exc
+    backup = catalogue.find_backup(config.agent.backup_dir, request.backup_id, KIND)
     report(f"checking {backup.manifest.id} against its manifest")
     problems = verify_files(backup.path, backup.manifest)
     if problems:

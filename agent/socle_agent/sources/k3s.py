@@ -50,7 +50,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from socle_agent import catalogue
 from socle_agent.base import (
-    BackupNotFound,
     DrillFailed,
     DrillRecord,
     JobAborted,
@@ -646,10 +645,7 @@ class K3sSource(Source):
         """Put a snapshot back with k3s stopped; the closing text lists what remains to do."""
         config = context.config
         section = config.k3s
-        try:
-            backup = catalogue.find_backup(config.agent.backup_dir, args.snapshot, KIND)
-        except LookupError as exc:
-            raise BackupNotFound(str(exc)) from exc
+        backup = catalogue.find_backup(config.agent.backup_dir, args.snapshot, KIND)
         report(f"checking {backup.manifest.id} and restoring it into {section.server_dir}")
         try:
             result = restore_snapshot(backup.path, section.server_dir, section.config_file)

@@ -231,6 +231,12 @@ def live_copy(pg: PgCluster) -> Iterator[str]:
         pg.psql(f'drop database "{name}" with (force)')
 
 
+def assert_live_untouched(pg: PgCluster, live: str) -> None:
+    """The live database still has no orders and nothing the restore made is left."""
+    assert pg.row_count(live, "orders") == 0
+    assert databases_like(pg, f"{live}_%") == []
+
+
 def test_restore_replace_swaps_the_checked_copy_in_and_keeps_the_previous_one(
     backed_up: tuple[Config, catalogue.Backup], config_path: Path, pg: PgCluster, live_copy: str
 ) -> None:
@@ -273,8 +279,7 @@ def test_restore_whose_copy_fails_its_check_leaves_the_live_database_as_it_was(
     assert done.returncode == 1
     assert "does not match the manifest, 'live' untouched" in done.stderr
     assert "row count of public.orders: 12000 restored, 12001" in done.stderr
-    assert pg.row_count(live_copy, "orders") == 0
-    assert databases_like(pg, "live_%") == []
+    assert_live_untouched(pg, live_copy)
 
 
 def test_restore_with_roles_of_a_backup_without_roles_is_refused_before_anything_changes(
@@ -289,8 +294,7 @@ def test_restore_with_roles_of_a_backup_without_roles_is_refused_before_anything
                        "--replace", "--with-roles")
     assert done.returncode == 3
     assert "holds no roles (no globals.sql)" in done.stderr
-    assert pg.row_count(live_copy, "orders") == 0
-    assert databases_like(pg, "live_%") == []
+    assert_live_untouched(pg, live_copy)
 
 
 def test_restore_with_a_missing_owner_role_fails_and_says_how_to_create_it(
@@ -304,8 +308,7 @@ def test_restore_with_a_missing_owner_role_fails_and_says_how_to_create_it(
         assert done.returncode == 1
         assert 'role "shop_reader" does not exist' in done.stderr
         assert "--with-roles creates the backup's missing roles" in done.stderr
-        assert pg.row_count(live_copy, "orders") == 0
-        assert databases_like(pg, "live_%") == []
+        assert_live_untouched(pg, live_copy)
     finally:
         recreate_shop_reader(pg)
 
