@@ -151,9 +151,6 @@ class JobContext:
             )
         self.progress.beat(what)
 
-    # The name jobs used before the deadline existed; kept because it reads well in loops.
-    check_cancel = check
-
     def remaining(self) -> float:
         """Seconds left before the deadline (never below zero)."""
         return max(0.0, self.deadline - time.monotonic())

@@ -103,7 +103,9 @@ def cmd_list(config: Config, args: argparse.Namespace) -> int:
     for backup in backups:
         m = backup.manifest
         finished = _time(m.finished)
-        print(f"{m.id:<40} {m.kind:<9} {m.subject:<16} {finished:<24} {_size(m.size_bytes)}")
+        # a database's name comes from the server: never print control characters as such
+        subject = m.subject if m.subject.isprintable() else repr(m.subject)
+        print(f"{m.id:<40} {m.kind:<9} {subject:<16} {finished:<24} {_size(m.size_bytes)}")
     return 0
 
 
