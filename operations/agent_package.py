@@ -63,8 +63,9 @@ def cache_dir() -> Path:
 
 
 def source_files(source_dir: Path) -> list[Path]:
-    """Return the files a wheel of the agent is built from, in a stable order."""
-    files = [source_dir / "pyproject.toml"]
+    """Return the files the agent's bundle is made from, in a stable order."""
+    # the lock too: new dependency pins are a new bundle for the node
+    files = [source_dir / "pyproject.toml", source_dir / LOCK_FILE.name]
     files += sorted((source_dir / "socle_agent").rglob("*.py"))
     return files
 
@@ -121,7 +122,7 @@ def build_bundle(source_dir: str, digest: str, python: str, machine: str) -> Non
         platforms = [arg for tag in manylinux_platforms(machine) for arg in ("--platform", tag)]
         _pip(
             "download", "--only-binary=:all:", "--no-deps", "--require-hashes",
-            "-r", str(LOCK_FILE), "--implementation", "cp", "--python-version", python,
+            "-r", str(copy / LOCK_FILE.name), "--implementation", "cp", "--python-version", python,
             *platforms, "-d", str(wheels),
         )  # fmt: skip
         partial = Path(work) / "bundle.tar"
