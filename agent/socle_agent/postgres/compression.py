@@ -1,14 +1,16 @@
 """Which compression pg_dump is asked for: the setting, read against what it supports.
 
 pg_dump 16 and later know gzip, lz4 and zstd (`--compress=zstd:1`); pg_dump 15 knows
-only gzip levels (`--compress=1`). "auto", the default, is the fast choice the installed
+only gzip levels (`--compress=3`). "auto", the default, is the fast choice the installed
 pg_dump supports: zstd at level 1 where it is built in (about as small as gzip 6, many
-times faster), otherwise gzip at level 1.
+times faster), otherwise gzip at level 3. Measured here on 1.1 GB of realistic data
+(bench/agent_backup.py, pg_dump 15, two workers): gzip 1 took 0.39x the time of a
+plain `pg_dump -Fc` but wrote 1.14x its size; gzip 3 took 0.43x and wrote 1.09x.
 
 Example:
 
     choose("auto", pg_dump_version="pg_dump (PostgreSQL) 15.14", probe=lambda m: False)
-    # Compression(argument="1", described="gzip:1")
+    # Compression(argument="3", described="gzip:3")
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from socle_agent.postgres.connection import PostgresError
 
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
+AUTO_GZIP_LEVEL = 3
 # connecting to a socket folder that cannot exist fails at once; an unsupported
 # compression is refused before pg_dump tries
 _NOWHERE = "host=/nonexistent/socle-probe dbname=probe connect_timeout=1"
@@ -51,7 +54,7 @@ def choose(setting: str, pg_dump_version: str, probe: Callable[[str], bool]) -> 
     if setting == "auto":
         if major >= 16 and probe("zstd"):
             return Compression("zstd:1", "zstd:1")
-        setting = "gzip:1"
+        setting = f"gzip:{AUTO_GZIP_LEVEL}"
     if setting == "none":
         return Compression("0", "none")
     method, _, level = setting.partition(":")

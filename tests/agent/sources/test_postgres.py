@@ -78,7 +78,7 @@ def test_backup_postgres_restores_to_the_manifest_row_counts(
     assert verify_files(backup.path, manifest) == []
     names = [f.name for f in manifest.files]
     assert "dump/toc.dat" in names and names[-1] == "globals.sql"
-    assert manifest.format == "directory" and manifest.details["compression"] == "gzip:1"
+    assert manifest.format == "directory" and manifest.details["compression"] == "gzip:3"
     assert manifest.details["row_counts"] == {
         "audit.events": 500, "public.customers": 3000, "public.orders": 12000
     }
