@@ -84,6 +84,9 @@ class _Counter(threading.Thread):
 
     def run(self) -> None:
         try:
+            # One process: the count is small next to the dump, whose workers need the CPU.
+            self.conn.execute("set max_parallel_workers_per_gather = 0")
+            self.conn.commit()
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
             self.conn.execute(
