@@ -60,7 +60,8 @@ def test_a_cluster_that_never_answers_fails_the_backup_within_the_network_timeou
         assert api.accepted, "the agent never reached the stand-in"
     assert result.status == "failed"
     assert "the Kubernetes API did not answer for database/postgresql within 1 s" in result.error
-    assert took < 10
+    # four tries (urllib3's default) of one second each, twice at most; far below a hang
+    assert took < 30
 
 
 def test_without_its_kubeconfig_yet_the_agent_starts_and_reports_the_backup_failing(
