@@ -72,6 +72,10 @@ def run_program(
     except BaseException:
         _kill(process)
         raise
+    finally:
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
     if process.returncode != 0:
         message = "\n".join(line for line in tail if line)
         raise ProgramFailed(f"{program} exited with {process.returncode}: {message}")
@@ -134,9 +138,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    for pipe in (process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 def _memory_file(data: bytes) -> int:
