@@ -1,20 +1,26 @@
 """Benchmark: the agent's PostgreSQL backup against a plain `pg_dump -Fc`, alternated.
 
-A throwaway PostgreSQL 15 cluster gets a generated database of realistic content
+A throwaway PostgreSQL cluster gets a generated database of realistic content
 (customers, orders with JSON items, articles of prose, log events; numbers, text,
 JSON, arrays and indexes; it compresses a few to one, not fifty). Then, in the same
-run, `socle-agent backup postgres` and `pg_dump -Fc -f FILE` (same server, same
-compression level, same TCP login) take turns. Printed: wall times, their ratio (the
-target is at most 1.05), and the agent process's peak resident memory (the target is
-under 80 MB whatever the size), read from /proc while it runs.
+run, `socle-agent backup postgres` with its default settings (directory format,
+parallel workers, light compression, every file checksummed, row counts, roles) and a
+plain `pg_dump -Fc -f FILE` (its default gzip level, same server, same TCP login) take
+turns. Printed: medians of wall time and size, their ratios (targets: time at most
+0.5, size at most 1.1), the agent process's peak resident memory (target: under
+80 MB whatever the size, read from /proc while it runs), and which pg_dump and which
+compression gave them.
 
     .venv/bin/python bench/agent_backup.py                 # about 100 MB
     .venv/bin/python bench/agent_backup.py --sizes 100,1000 --rounds 3
+    .venv/bin/python bench/agent_backup.py --compressions auto,gzip:3   # side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import resource
 import statistics
@@ -25,6 +31,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -195,12 +202,12 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return seconds, peak
 
 
-def write_config(work: Path, pg: PgCluster, database: str) -> Path:
+def write_config(work: Path, pg: PgCluster, database: str, compression: str = "auto") -> Path:
     """An agent configuration dumping `database`, keeping only the newest dump."""
     password = work / "pg-password"
     password.write_text(pg.password + "\n")
     password.chmod(0o600)
-    config = work / "agent.toml"
+    config = work / f"agent-{compression.replace(':', '-')}.toml"
     config.write_text(textwrap.dedent(f"""
     [agent]
     state_file = "{work / 'state.json'}"
@@ -213,7 +220,7 @@ def write_config(work: Path, pg: PgCluster, database: str) -> Path:
     password_file = "{password}"
     databases = ["{database}"]
     bin_dir = "{PG_BIN}"
-    compression = 6
+    compression = "{compression}"
     [retention]
     keep_last = 1
     keep_daily = 0
@@ -230,8 +237,15 @@ def agent_run(config: Path, database: str, work: Path) -> Run:
     seconds, peak = timed([AGENT, "--config", str(config), "backup", "postgres",
                            "--database", database], dict(os.environ))
     backups = sorted((work / "backups" / "postgres").iterdir())
-    size = sum(f.stat().st_size for f in backups[-1].iterdir())
+    size = sum(f.stat().st_size for f in backups[-1].rglob("*") if f.is_file())
     return Run(seconds, peak, size)
+
+
+def agent_manifest(work: Path) -> dict[str, object]:
+    """The details of the newest backup's manifest (pg_dump version, compression, ...)."""
+    [newest] = sorted((work / "backups" / "postgres").iterdir())[-1:]
+    details: dict[str, object] = json.loads((newest / "manifest.json").read_text())["details"]
+    return details
 
 
 def plain_run(pg: PgCluster, database: str, work: Path) -> Run:
@@ -239,43 +253,60 @@ def plain_run(pg: PgCluster, database: str, work: Path) -> Run:
     out = work / "plain.dump"
     out.unlink(missing_ok=True)
     env = dict(os.environ, PGPASSWORD=pg.password)
-    seconds, peak = timed([str(PG_BIN / "pg_dump"), "-Fc", "-Z", "6", "-f", str(out),
+    seconds, peak = timed([str(PG_BIN / "pg_dump"), "-Fc", "-f", str(out),
                            "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, "-d", database],
                           env)
     return Run(seconds, peak, out.stat().st_size)
 
 
-def bench_size(pg: PgCluster, megabytes: int, rounds: int) -> dict[str, float]:
-    """Generate one database and time both tools on it, alternating which goes first."""
+def bench_size(
+    pg: PgCluster, megabytes: int, rounds: int, compressions: list[str]
+) -> list[dict[str, Any]]:
+    """Generate one database and time the agent (once per compression setting) and plain
+    pg_dump -Fc on it, the order turning each round."""
     database = f"bench_{megabytes}mb"
     db_bytes = generate(pg, database, megabytes)
+    results = []
     with tempfile.TemporaryDirectory(prefix="socle-bench-") as tmp:
         work = Path(tmp)
-        config = write_config(work, pg, database)
-        agent_run(config, database, work)  # warm-up: page cache, catalog caches
-        plain_run(pg, database, work)
-        agent_runs: list[Run] = []
-        plain_runs: list[Run] = []
+        for c in compressions:
+            (work / c.replace(":", "-")).mkdir()
+        configs = {c: write_config(work / c.replace(":", "-"), pg, database, c)
+                   for c in compressions}
+        runs: dict[str, list[Run]] = {c: [] for c in ["pg_dump -Fc", *compressions]}
+        steps = {"pg_dump -Fc": lambda: plain_run(pg, database, work)}
+        for c, config in configs.items():
+            steps[c] = functools.partial(agent_run, config, database, config.parent)
+        for step in steps.values():
+            step()  # warm-up: page cache, catalog caches
+        names = list(steps)
         for n in range(rounds):
-            pair = [lambda: agent_runs.append(agent_run(config, database, work)),
-                    lambda: plain_runs.append(plain_run(pg, database, work))]
-            for step in pair if n % 2 == 0 else reversed(pair):
-                step()
-            print(f"  round {n + 1}: agent {agent_runs[-1].seconds:6.2f} s   "
-                  f"pg_dump {plain_runs[-1].seconds:6.2f} s")
+            order = names[n % len(names):] + names[:n % len(names)]
+            for name in order:
+                runs[name].append(steps[name]())
+            print(f"  round {n + 1}: " + "   ".join(
+                f"{name} {runs[name][-1].seconds:6.2f} s" for name in names))
+        details = {c: agent_manifest(config.parent) for c, config in configs.items()}
     pg.psql(f"drop database {database}")
-    agent_s = statistics.median(r.seconds for r in agent_runs)
-    plain_s = statistics.median(r.seconds for r in plain_runs)
-    return {
-        "db_mb": db_bytes / 1e6,
-        "agent_s": agent_s,
-        "plain_s": plain_s,
-        "ratio": agent_s / plain_s,
-        "agent_rss_mb": max(r.peak_rss_kib for r in agent_runs) / 1024,
-        "pg_dump_rss_mb": max(r.peak_rss_kib for r in plain_runs) / 1024,
-        "agent_out_mb": agent_runs[-1].output_bytes / 1e6,
-        "plain_out_mb": plain_runs[-1].output_bytes / 1e6,
-    }
+    plain = runs["pg_dump -Fc"]
+    plain_s = statistics.median(r.seconds for r in plain)
+    plain_bytes = statistics.median(r.output_bytes for r in plain)
+    for c in compressions:
+        agent_s = statistics.median(r.seconds for r in runs[c])
+        agent_bytes = statistics.median(r.output_bytes for r in runs[c])
+        results.append({
+            "db_mb": db_bytes / 1e6,
+            "setting": c,
+            "agent_s": agent_s,
+            "plain_s": plain_s,
+            "ratio": agent_s / plain_s,
+            "agent_rss_mb": max(r.peak_rss_kib for r in runs[c]) / 1024,
+            "agent_out_mb": agent_bytes / 1e6,
+            "plain_out_mb": plain_bytes / 1e6,
+            "pg_dump": str(details[c]["pg_dump_version"]),
+            "compression": f"{details[c]['compression']}, {details[c]['jobs']} jobs",
+        })
+    return results
 
 
 def main() -> int:
@@ -285,26 +316,34 @@ def main() -> int:
                         help="database sizes in MB, comma-separated (default: %(default)s; "
                              "add 1000 for the 1 GB run)")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each tool")
+    parser.add_argument("--compressions", default="auto",
+                        help="the agent's postgres.compression settings to compare, "
+                             "comma-separated (default: %(default)s)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     pg = PgCluster(Path(tempfile.mkdtemp(prefix="socle-bench-pg-")))
-    results = {}
+    results = []
     try:
         for megabytes in sizes:
             print(f"database of about {megabytes} MB:")
-            results[megabytes] = bench_size(pg, megabytes, args.rounds)
+            results += bench_size(pg, megabytes, args.rounds, args.compressions.split(","))
     finally:
         pg.destroy()
     print()
-    print(f"{'database':>10} {'agent':>9} {'pg_dump':>9} {'ratio':>6} {'agent RSS':>10} "
-          f"{'pg_dump RSS':>12} {'dump':>9}")
-    for result in results.values():
-        print(f"{result['db_mb']:>7.0f} MB {result['agent_s']:>7.2f} s {result['plain_s']:>7.2f} s "
-              f"{result['ratio']:>6.3f} {result['agent_rss_mb']:>7.1f} MB "
-              f"{result['pg_dump_rss_mb']:>9.1f} MB {result['agent_out_mb']:>6.1f} MB")
+    print(f"{'database':>10} {'setting':>8} {'agent':>9} {'pg_dump -Fc':>11} {'time':>6} "
+          f"{'agent dump':>11} {'pg_dump -Fc':>11} {'size':>6} {'agent RSS':>10}")
+    for r in results:
+        print(f"{r['db_mb']:>7.0f} MB {r['setting']:>8} {r['agent_s']:>7.2f} s "
+              f"{r['plain_s']:>9.2f} s "
+              f"{r['ratio']:>6.3f} {r['agent_out_mb']:>8.1f} MB {r['plain_out_mb']:>8.1f} MB "
+              f"{r['agent_out_mb'] / r['plain_out_mb']:>6.3f} {r['agent_rss_mb']:>7.1f} MB")
+    for r in results:
+        print(f"{r['db_mb']:.0f} MB, {r['setting']}: {r['pg_dump']}, agent compression "
+              f"{r['compression']}, "
+              "pg_dump -Fc at its default gzip level")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"largest child process seen by this run (getrusage): {children:.1f} MB")
-    print("targets: ratio <= 1.05, agent RSS < 80 MB")
+    print("targets: time ratio <= 0.5, size ratio <= 1.1, agent RSS < 80 MB")
     return 0
 
 

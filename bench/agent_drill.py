@@ -1,10 +1,11 @@
 """Benchmark: the agent's PostgreSQL drill against a plain `pg_restore -j 2`, alternated.
 
-On the generated database of `agent_backup.py`, one dump is taken by the agent. Then,
-in the same run, `socle-agent drill postgres` (checksum, pg_restore -j 2 into a scratch
-database, row counts compared, scratch database dropped) and a plain `createdb` +
-`pg_restore -j 2` of the same dump into a fresh database take turns. Printed: wall
-times and their ratio (the target is at most 1.1).
+On the generated database of `agent_backup.py`, one dump is taken by the agent with its
+default settings (directory format). Then, in the same run, `socle-agent drill
+postgres` (checksums read while pg_restore -j 2 fills a scratch database, row counts
+compared, scratch database dropped) and a plain `createdb` + `pg_restore -j 2` of the
+same dump into a fresh database take turns. Printed: median wall times and their ratio
+(the target is at most 1.1).
 
     .venv/bin/python bench/agent_drill.py                  # about 100 MB
     .venv/bin/python bench/agent_drill.py --sizes 1000 --rounds 3

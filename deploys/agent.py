@@ -71,7 +71,20 @@ ordering = text_files.file(
         f"After=wg-quick@{data.get('wireguard_interface', 'wg0')}.service\n"
     ),
 )
-systemd.daemon_reload(name="systemd reads the agent's unit", _if=any_changed(unit, ordering))
+metrics = data.get("agent_settings", {}).get("metrics", {})
+metrics_port = metrics.get("port", 9464) if metrics.get("enabled", True) else None
+# The unit allows binding the default metrics port only; this one replaces that list.
+socket_bind = text_files.file(
+    name="Agent may listen on its metrics port only",
+    path="/etc/systemd/system/socle-agent.service.d/20-metrics-port.conf",
+    content=(
+        "[Service]\nSocketBindAllow=\n"
+        + (f"SocketBindAllow=tcp:{int(metrics_port)}\n" if metrics_port else "")
+    ),
+)
+systemd.daemon_reload(
+    name="systemd reads the agent's unit", _if=any_changed(unit, ordering, socket_bind)
+)
 
 # Restarted first when anything changed (a stopped agent is only started), so a first
 # deploy starts it once instead of starting and then restarting it.
@@ -80,7 +93,7 @@ systemd.service(
     service="socle-agent.service",
     running=True,
     restarted=True,
-    _if=any_changed(package, config, unit, ordering, *changed_secrets),
+    _if=any_changed(package, config, unit, ordering, socket_bind, *changed_secrets),
 )
 systemd.service(
     name="Agent enabled and running",

@@ -217,9 +217,13 @@ def agent_metrics(ctx: VerifyContext) -> tuple[dict[str, list[tuple[dict[str, st
     return cached
 
 
+TARGET_LABELS = ("kind", "subject", "database")
+
+
 def _by_target(samples: list[tuple[dict[str, str], float]]) -> dict[str, float]:
+    """Samples keyed ``kind`` or ``kind/subject``, whatever other labels they carry."""
     return {
-        "/".join(v for k, v in sorted(labels.items()) if k in ("kind", "database")): value
+        "/".join(labels[k] for k in TARGET_LABELS if k in labels): value
         for labels, value in samples
     }
 

@@ -10,31 +10,45 @@ Examples:
     socle-agent prune --dry-run
     socle-agent run          # the daemon, as systemd starts it
 
-Exit codes: 0 done, 1 the job failed, 2 the configuration is wrong, 75 another job
-holds the resource (try again later).
+Exit codes: 0 done, 1 the job or restore failed (a restore leaves what was live as it
+was), 2 the configuration is wrong, 3 a restore was refused before anything changed
+(damaged backup, the target exists, k3s runs), 4 no such backup, 75 another job holds
+the resource (try again later).
+
+The verbs for backups come from the registered sources (`socle_agent.sources`): a
+source's action becomes `socle-agent <action> <kind>` with the options it declares.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from socle_agent import __version__, catalogue
+from socle_agent.base import (
+    EXIT_BUSY,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    AgentError,
+    JobContext,
+    held,
+)
 from socle_agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from socle_agent.jobs import SOURCE_MODULES, prune_kind, registry, run_job
+from socle_agent.jobs import backup_kinds, run_job
 from socle_agent.logs import setup_logging
 from socle_agent.mail import Mailer, MailError
+from socle_agent.pruning import prune_kind
+from socle_agent.source import Source
+from socle_agent.sources import registry as source_registry
 from socle_agent.state import load_state
 
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_BUSY = 75
-JOB_ACTIONS = ("backup", "snapshot", "drill")
+# Options of the command line itself; every other option of a job's subcommand is the
+# job's own and reaches it in `context.options`.
+_OWN_OPTIONS = frozenset({"config", "log_level", "command", "func", "check_paths", "kind",
+                          "action"})
 
 
 def _time(stamp: float | None) -> str:
@@ -69,8 +83,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 def cmd_job(config: Config, args: argparse.Namespace) -> int:
     """Run one job now (backup postgres, snapshot k3s, drill ...), as the daemon would."""
     job = f"{args.kind}_{args.action}"
-    options = {"database": getattr(args, "database", None),
-               "snapshot": getattr(args, "snapshot", None)}
+    options = {key: value for key, value in vars(args).items() if key not in _OWN_OPTIONS}
     result = run_job(job, config, options=options)
     if result.status == "ok":
         summary = result.outcome.summary if result.outcome else ""
@@ -90,7 +103,9 @@ def cmd_list(config: Config, args: argparse.Namespace) -> int:
     for backup in backups:
         m = backup.manifest
         finished = _time(m.finished)
-        print(f"{m.id:<40} {m.kind:<9} {m.subject:<16} {finished:<24} {_size(m.size_bytes)}")
+        # a database's name comes from the server: never print control characters as such
+        subject = m.subject if m.subject.isprintable() else repr(m.subject)
+        print(f"{m.id:<40} {m.kind:<9} {subject:<16} {finished:<24} {_size(m.size_bytes)}")
     return 0
 
 
@@ -103,7 +118,7 @@ def cmd_prune(config: Config, args: argparse.Namespace) -> int:
             return EXIT_BUSY if result.status == "busy" else EXIT_FAILED
         print(f"prune: {result.outcome.summary if result.outcome else 'done'}")
         return 0
-    for kind in SOURCE_MODULES:
+    for kind in backup_kinds():
         for backup in prune_kind(config, kind, dry_run=True):
             print(f"would delete {kind}/{backup.manifest.id}")
     return 0
@@ -151,8 +166,22 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def restore_command(source: Source) -> Callable[[Config, argparse.Namespace], int]:
+    """`socle-agent restore <kind>`: the source's restore under its lock, errors to exit codes."""
+
+    def command(config: Config, args: argparse.Namespace) -> int:
+        context = JobContext(config)
+        with held(config.agent.lock_dir, source.resources):
+            summary = source.restore(context, args, lambda line: print(line, flush=True))
+        print(summary)
+        return 0
+
+    command.__doc__ = f"restore a {source.kind} backup"
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with a subcommand per job that this agent provides."""
+    """The argument parser, with a subcommand per job that the registered sources provide."""
     parser = argparse.ArgumentParser(prog="socle-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"socle-agent {__version__}")
     parser.add_argument(
@@ -173,46 +202,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("check-config", cmd_check_config)
     add("run", cmd_run)
-    jobs = registry()
-    for action in JOB_ACTIONS:
-        kinds = sorted(job.rsplit("_", 1)[0] for job in jobs if job.endswith(f"_{action}"))
-        if not kinds:
-            continue
-        sub = add(action, cmd_job, text=f"{action} now, as the daemon would ({', '.join(kinds)})")
+    sources = source_registry()
+    by_action: dict[str, list[Source]] = {}
+    for source in sources.values():
+        for action in source.actions():
+            by_action.setdefault(action, []).append(source)
+    for action, providers in by_action.items():
+        kinds = ", ".join(s.kind for s in providers)
+        sub = add(action, cmd_job, text=f"{action} now, as the daemon would ({kinds})")
         per_kind = sub.add_subparsers(dest="kind", required=True, metavar="KIND")
-        for kind in kinds:
-            kind_parser = per_kind.add_parser(kind, help=f"{action} {kind} now")
+        for source in providers:
+            spec = source.actions()[action]
+            kind_parser = per_kind.add_parser(source.kind, help=spec.help)
             kind_parser.set_defaults(action=action)
-            if kind == "postgres":
-                kind_parser.add_argument("--database", help="only this database")
-            if kind == "k3s" and action == "drill":
-                kind_parser.add_argument(
-                    "--snapshot", metavar="ID", help="this snapshot rather than the newest"
-                )
+            if spec.add_arguments is not None:
+                spec.add_arguments(kind_parser)
     restore = commands.add_parser("restore", help="restore a backup")
     restore_kinds = restore.add_subparsers(dest="kind", required=True, metavar="KIND")
-    for name in SOURCE_MODULES:
-        module = _source(name)
-        if module is not None and hasattr(module, "restore"):
-            kind_parser = restore_kinds.add_parser(name, help=f"restore a {name} backup")
-            module.add_restore_arguments(kind_parser)
-            kind_parser.set_defaults(func=module.restore, check_paths=True)
+    for source in sources.values():
+        if source.can_restore:
+            kind_parser = restore_kinds.add_parser(source.kind, help=f"restore a {source.kind} "
+                                                   "backup")
+            source.add_restore_arguments(kind_parser)
+            kind_parser.set_defaults(func=restore_command(source), check_paths=True)
     list_parser = add("list", cmd_list, check=False)
-    list_parser.add_argument("--kind", choices=SOURCE_MODULES)
+    list_parser.add_argument("--kind", choices=tuple(sources))
     prune = add("prune", cmd_prune, check=False)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     add("notify-test", cmd_notify_test)
     add("status", cmd_status, check=False)
     return parser
-
-
-def _source(name: str) -> Any:
-    try:
-        return importlib.import_module(f"socle_agent.sources.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"socle_agent.sources.{name}":
-            raise
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {exc.source}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(args.log_level or config.agent.log_level)
-    result: int = args.func(config, args)
+    try:
+        result: int = args.func(config, args)
+    except AgentError as exc:
+        print(f"socle-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
     return result
 
 

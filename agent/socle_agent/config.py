@@ -17,22 +17,15 @@ import shutil
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from socle_agent.schedules import Schedule, ScheduleError, parse_schedule
 
 DEFAULT_CONFIG_PATH = Path("/etc/socle/agent.toml")
-JOB_NAMES = (
-    "postgres_backup",
-    "k3s_snapshot",
-    "postgres_drill",
-    "k3s_drill",
-    "disk_check",
-    "prune",
-)
-BACKUP_KINDS = ("postgres", "k3s")
+# Jobs of the agent itself; the others come from the sources (`socle_agent.sources`).
+BUILTIN_JOBS = ("disk_check", "prune")
 _MISSING: Any = object()
 
 
@@ -46,13 +39,34 @@ class ConfigError(Exception):
         super().__init__("\n".join(where + problem for problem in problems))
 
 
+def job_names() -> tuple[str, ...]:
+    """Every job a schedule may name: the sources' `<kind>_<action>`, then the built-in ones."""
+    # Imported here: the sources import this module for their settings' types.
+    from socle_agent.sources import job_names as source_jobs
+
+    return (*source_jobs(), *BUILTIN_JOBS)
+
+
+def backup_kinds() -> tuple[str, ...]:
+    """Every kind of backup a target (RPO, RTO) may name: one per registered source."""
+    from socle_agent.sources import registry
+
+    return tuple(registry())
+
+
 @dataclass(frozen=True)
 class AgentSection:
-    """Where the agent keeps its state and backups, and how much it logs."""
+    """Where the agent keeps its state and backups, how much it logs, how long it waits."""
 
     state_file: Path = Path("/var/lib/socle-agent/state.json")
     backup_dir: Path = Path("/var/backups/socle")
     log_level: str = "INFO"
+    # Longest wait of one network call (a Kubernetes API request, a connection, an SMTP
+    # exchange); the job's own deadline shortens it further.
+    network_timeout_seconds: float = 30.0
+    # A job that shows no progress for this long is stuck: the daemon reports it and
+    # stops answering systemd's watchdog, which restarts the agent.
+    stall_seconds: float = 900.0
 
     @property
     def lock_dir(self) -> Path:
@@ -84,8 +98,8 @@ class PostgresSection:
     password_file: Path | None = None
     kubernetes: KubernetesConnection | None = None
     databases: tuple[str, ...] = ()
-    format: str = "custom"
-    compression: int = 6
+    format: str = "directory"
+    compression: str = "auto"
     jobs: int = 2
     bin_dir: Path | None = None
     dump_roles: bool = True
@@ -93,6 +107,7 @@ class PostgresSection:
     connect_attempts: int = 3
     retry_delay_seconds: float = 10.0
     timeout_seconds: float = 6 * 3600.0
+    lock_timeout_seconds: float = 600.0
 
     def command(self, name: str) -> str:
         """The path of a PostgreSQL client program (`pg_dump`, `pg_restore`, ...)."""
@@ -189,17 +204,31 @@ class Config:
     drill: DrillSection = field(default_factory=DrillSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     mail: MailSection = field(default_factory=MailSection)
+    # Settings of sources that bring their own table (see `Source.section`), by kind.
+    sources: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
 
-class _Table:
-    """One TOML table being read: typed getters that record problems by key path."""
+class Table:
+    """One TOML table being read: typed getters that record problems by key path.
 
-    def __init__(self, data: Mapping[str, Any], path: str, problems: list[str]) -> None:
+    Every getter names the key and its default, so the parser itself is the one
+    description of the configuration: `describe_keys` reads it back from here.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        path: str,
+        problems: list[str],
+        known: dict[str, Any] | None = None,
+    ) -> None:
         self.data = data
         self.prefix = path
         self.problems = problems
         self.seen: set[str] = set()
+        # key path -> default (_MISSING: required), filled as keys are read
+        self.known = known if known is not None else {}
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -209,6 +238,7 @@ class _Table:
 
     def raw(self, name: str, default: Any) -> Any:
         self.seen.add(name)
+        self.known.setdefault(self.key(name), default)
         if name in self.data:
             return self.data[name]
         if default is _MISSING:
@@ -248,6 +278,14 @@ class _Table:
             return float(value)
         return value
 
+    def duration(self, name: str, default: Any = _MISSING) -> Any:
+        """A number of seconds above zero (0 would mean "wait forever" to many libraries)."""
+        value = self.number(name, default)
+        if isinstance(value, float) and value <= 0:
+            self.problem(name, f"expected a number of seconds above 0, got {value!r}")
+            return default
+        return value
+
     def boolean(self, name: str, default: Any = _MISSING) -> Any:
         return self._typed(name, default, (bool,), "true or false")
 
@@ -269,14 +307,14 @@ class _Table:
             return default
         return tuple(value)
 
-    def table(self, name: str) -> _Table | None:
+    def table(self, name: str) -> Table | None:
         value = self.raw(name, None)
         if value is None:
             return None
         if not isinstance(value, dict):
             self.problem(name, f"expected a table, got {value!r}")
             return None
-        return _Table(value, self.key(name), self.problems)
+        return Table(value, self.key(name), self.problems, self.known)
 
     def finish(self) -> None:
         for name in sorted(set(self.data) - self.seen):
@@ -305,7 +343,20 @@ def parse_config(
 ) -> Config:
     """Validate already parsed TOML `data` into a Config (see `load_config`)."""
     problems: list[str] = []
-    root = _Table(data, "", problems)
+    config = _read(Table(data, "", problems))
+    config = replace(config, source=source)
+    _cross_checks(config, problems)
+    if check_paths and not problems:
+        _check_paths(config, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _read(root: Table) -> Config:
+    from socle_agent.sources import registry
+
+    own_tables = {s.section: s for s in registry().values() if s.section}
     config = Config(
         agent=_agent(root.table("agent")),
         schedule=_schedule(root.table("schedule")),
@@ -316,18 +367,45 @@ def parse_config(
         drill=_drill(root.table("drill")),
         metrics=_metrics(root.table("metrics")),
         mail=_mail(root.table("mail")),
-        source=source,
+        sources={
+            source.kind: source.parse_section(table)
+            for name, source in sorted(own_tables.items())
+            if (table := root.table(name)) is not None
+        },
     )
     root.finish()
-    _cross_checks(config, problems)
-    if check_paths and not problems:
-        _check_paths(config, problems)
-    if problems:
-        raise ConfigError(problems, source)
     return config
 
 
-def _agent(table: _Table | None) -> AgentSection:
+def describe_keys() -> dict[str, Any]:
+    """Every key the parser reads, by path, with its default (`REQUIRED` if it has none).
+
+    Read from the parser itself, given every table, so it cannot drift from it; the
+    sample configuration is tested against it.
+
+    >>> describe_keys()["retention.keep_daily"]
+    7
+    """
+    from socle_agent.sources import registry
+
+    tables: dict[str, Any] = {
+        name: {} for name in ("agent", "schedule", "k3s", "retention", "disk", "metrics")
+    }
+    tables["postgres"] = {"kubernetes": {}}
+    tables["drill"] = {"checks": [{}], "rto_seconds": {}, "rpo_seconds": {}}
+    tables["mail"] = {}
+    for source in registry().values():
+        if source.section:
+            tables[source.section] = {}
+    known: dict[str, Any] = {}
+    _read(Table(tables, "", [], known))
+    return {key: REQUIRED if value is _MISSING else value for key, value in known.items()}
+
+
+REQUIRED: Any = "<required>"
+
+
+def _agent(table: Table | None) -> AgentSection:
     if table is None:
         return AgentSection()
     default = AgentSection()
@@ -337,19 +415,24 @@ def _agent(table: _Table | None) -> AgentSection:
         log_level=table.string(
             "log_level", default.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
+        network_timeout_seconds=table.duration(
+            "network_timeout_seconds", default.network_timeout_seconds
+        ),
+        stall_seconds=table.duration("stall_seconds", default.stall_seconds),
     )
     table.finish()
     return section
 
 
-def _schedule(table: _Table | None) -> dict[str, Schedule]:
+def _schedule(table: Table | None) -> dict[str, Schedule]:
     if table is None:
         return {}
     schedules: dict[str, Schedule] = {}
+    known = job_names()
     for job in table.data:
         phrase = table.string(job, None)
-        if job not in JOB_NAMES:
-            table.problem(job, f"unknown job; known jobs are {', '.join(JOB_NAMES)}")
+        if job not in known:
+            table.problem(job, f"unknown job; known jobs are {', '.join(known)}")
             continue
         if phrase is None:
             continue
@@ -360,7 +443,7 @@ def _schedule(table: _Table | None) -> dict[str, Schedule]:
     return schedules
 
 
-def _postgres(table: _Table | None) -> PostgresSection | None:
+def _postgres(table: Table | None) -> PostgresSection | None:
     if table is None:
         return None
     default = PostgresSection()
@@ -386,7 +469,7 @@ def _postgres(table: _Table | None) -> PostgresSection | None:
         kubernetes=kubernetes,
         databases=table.strings("databases"),
         format=table.string("format", default.format, ("custom", "directory")),
-        compression=table.integer("compression", default.compression),
+        compression=_compression(table, default.compression),
         jobs=table.integer("jobs", default.jobs, minimum=1),
         bin_dir=table.path("bin_dir", None),
         dump_roles=table.boolean("dump_roles", default.dump_roles),
@@ -395,17 +478,58 @@ def _postgres(table: _Table | None) -> PostgresSection | None:
         ),
         connect_attempts=table.integer("connect_attempts", default.connect_attempts, minimum=1),
         retry_delay_seconds=table.number("retry_delay_seconds", default.retry_delay_seconds),
-        timeout_seconds=table.number("timeout_seconds", default.timeout_seconds),
+        timeout_seconds=table.duration("timeout_seconds", default.timeout_seconds),
+        lock_timeout_seconds=table.duration("lock_timeout_seconds", default.lock_timeout_seconds),
     )
-    if section.compression > 9:
-        table.problem("compression", f"expected a level from 0 to 9, got {section.compression}")
+    if section.dsn and _dsn_password(section.dsn, table):
+        table.problem(
+            "dsn",
+            "holds a password, which would show in the process list of every local user; "
+            "put it in postgres.password_file",
+        )
     if section.dsn and section.kubernetes:
         table.problem("kubernetes", "give either postgres.dsn or [postgres.kubernetes], not both")
     table.finish()
     return section
 
 
-def _k3s(table: _Table | None) -> K3sSection:
+# Methods pg_dump knows, with the levels each accepts; which of them the installed
+# pg_dump supports is told when a dump starts (see socle_agent.postgres.compression).
+COMPRESSION_LEVELS = {"gzip": (1, 9), "lz4": (1, 12), "zstd": (1, 22)}
+
+
+def _compression(table: Table, default: str) -> str:
+    """"auto", "none", or METHOD[:LEVEL] (an integer alone is a gzip level, 0 is none)."""
+    value = table.raw("compression", default)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        return "none" if value == 0 else f"gzip:{value}"
+    if isinstance(value, str):
+        method, _, level = value.partition(":")
+        if value in ("auto", "none") or (method in COMPRESSION_LEVELS and not level):
+            return value
+        low, high = COMPRESSION_LEVELS.get(method, (0, -1))
+        if level.isdigit() and low <= int(level) <= high:
+            return value
+    table.problem(
+        "compression",
+        f'expected "auto", "none", gzip, lz4 or zstd with an optional ":LEVEL", '
+        f"or a gzip level from 0 to 9, got {value!r}",
+    )
+    return default
+
+
+def _dsn_password(dsn: str, table: Table) -> bool:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return "password" in conninfo_to_dict(dsn)
+    except ProgrammingError as exc:
+        table.problem("dsn", f"not a valid libpq connection string: {exc}")
+        return False
+
+
+def _k3s(table: Table | None) -> K3sSection:
     if table is None:
         return K3sSection()
     default = K3sSection()
@@ -417,7 +541,7 @@ def _k3s(table: _Table | None) -> K3sSection:
     return section
 
 
-def _retention(table: _Table | None) -> RetentionPolicy:
+def _retention(table: Table | None) -> RetentionPolicy:
     if table is None:
         return RetentionPolicy()
     default = RetentionPolicy()
@@ -432,7 +556,7 @@ def _retention(table: _Table | None) -> RetentionPolicy:
     return policy
 
 
-def _disk(table: _Table | None) -> DiskSection:
+def _disk(table: Table | None) -> DiskSection:
     if table is None:
         return DiskSection()
     default = DiskSection()
@@ -446,20 +570,21 @@ def _disk(table: _Table | None) -> DiskSection:
     return section
 
 
-def _targets(table: _Table | None) -> dict[str, float]:
+def _targets(table: Table | None) -> dict[str, float]:
     if table is None:
         return {}
     targets = {}
+    kinds = backup_kinds()
     for kind in table.data:
-        value = table.number(kind, None)
-        if kind not in BACKUP_KINDS:
-            table.problem(kind, f"unknown backup kind; expected one of {', '.join(BACKUP_KINDS)}")
+        value = table.duration(kind, None)
+        if kind not in kinds:
+            table.problem(kind, f"unknown backup kind; expected one of {', '.join(kinds)}")
         elif value is not None:
             targets[kind] = value
     return targets
 
 
-def _drill(table: _Table | None) -> DrillSection:
+def _drill(table: Table | None) -> DrillSection:
     if table is None:
         return DrillSection()
     default = DrillSection()
@@ -472,7 +597,7 @@ def _drill(table: _Table | None) -> DrillSection:
         if not isinstance(raw, dict):
             table.problem(f"checks[{index}]", f"expected a table, got {raw!r}")
             continue
-        check = _Table(raw, table.key(f"checks[{index}]"), table.problems)
+        check = Table(raw, table.key(f"checks[{index}]"), table.problems, table.known)
         expect = check.raw("expect", None)
         checks.append(
             SqlCheck(
@@ -496,22 +621,22 @@ def _drill(table: _Table | None) -> DrillSection:
     return section
 
 
-def _metrics(table: _Table | None) -> MetricsSection:
+def _metrics(table: Table | None) -> MetricsSection:
     if table is None:
         return MetricsSection()
     default = MetricsSection()
     section = MetricsSection(
         enabled=table.boolean("enabled", default.enabled),
         listen=table.string("listen", default.listen),
-        port=table.integer("port", default.port),
+        port=table.integer("port", default.port, minimum=1),
     )
     if section.port > 65535:
-        table.problem("port", f"expected a TCP port (0 to 65535), got {section.port}")
+        table.problem("port", f"expected a TCP port (1 to 65535), got {section.port}")
     table.finish()
     return section
 
 
-def _mail(table: _Table | None) -> MailSection:
+def _mail(table: Table | None) -> MailSection:
     if table is None:
         return MailSection()
     default = MailSection()
@@ -524,20 +649,46 @@ def _mail(table: _Table | None) -> MailSection:
         to=table.strings("to"),
         secrets_file=table.path("secrets_file", None),
         ca_file=table.path("ca_file", None),
-        timeout_seconds=table.number("timeout_seconds", default.timeout_seconds),
+        timeout_seconds=table.duration("timeout_seconds", default.timeout_seconds),
         subject_prefix=table.string("subject_prefix", default.subject_prefix),
     )
     if section.enabled and not section.to:
         table.problem("to", "at least one recipient is needed when mail is enabled")
+    if section.secrets_file is not None and section.security == "none":
+        table.problem(
+            "secrets_file",
+            'a login over an unencrypted connection (mail.security = "none") would send the '
+            'password in clear; use "starttls" or "tls"',
+        )
     table.finish()
     return section
 
 
 def _cross_checks(config: Config, problems: list[str]) -> None:
     """Checks that involve more than one section."""
-    for job in config.schedule:
-        if job.startswith("postgres_") and config.postgres is None:
-            problems.append(f"schedule.{job}: scheduled, but there is no [postgres] section")
+    from socle_agent.sources import registry
+
+    for kind, source in registry().items():
+        for action in source.actions():
+            job = f"{kind}_{action}"
+            if job in config.schedule and not source.configured(config):
+                section = source.section or kind
+                problems.append(f"schedule.{job}: scheduled, but there is no [{section}] section")
+    if config.agent.stall_seconds <= config.agent.network_timeout_seconds:
+        problems.append(
+            f"agent.stall_seconds: {config.agent.stall_seconds:g} must be longer than "
+            f"agent.network_timeout_seconds ({config.agent.network_timeout_seconds:g}), or one "
+            "slow call would count as a stuck job"
+        )
+    backed_up = config.postgres.databases if config.postgres else ()
+    for index, check in enumerate(config.drill.checks):
+        if config.postgres is None:
+            problems.append(f"drill.checks[{index}]: there is no [postgres] section to drill")
+        elif backed_up and check.database not in backed_up:
+            problems.append(
+                f"drill.checks[{index}].database: {check.database!r} is not backed up "
+                f"(postgres.databases = {list(backed_up)})"
+            )
 
 
 def _check_paths(config: Config, problems: list[str]) -> None:
@@ -548,8 +699,10 @@ def _check_paths(config: Config, problems: list[str]) -> None:
         pg = config.postgres
         if pg.password_file is not None:
             _private_file(pg.password_file, "postgres.password_file", problems)
-        if pg.kubernetes and pg.kubernetes.kubeconfig:
-            _readable_file(pg.kubernetes.kubeconfig, "postgres.kubernetes.kubeconfig", problems)
+        if pg.kubernetes and pg.kubernetes.kubeconfig and pg.kubernetes.kubeconfig.exists():
+            # A missing kubeconfig is no reason not to start: on a first deploy the cluster
+            # comes later, and the PostgreSQL jobs report it as their failure until then.
+            _kubeconfig(pg.kubernetes.kubeconfig, "postgres.kubernetes.kubeconfig", problems)
         programs = ["pg_dump", "pg_restore", "psql"] + (["pg_dumpall"] if pg.dump_roles else [])
         for program in programs:
             if shutil.which(pg.command(program)) is None:
@@ -584,6 +737,17 @@ def _readable_file(path: Path, key: str, problems: list[str]) -> bool:
         problems.append(f"{key}: {str(path)!r} is not readable")
         return False
     return True
+
+
+def _kubeconfig(path: Path, key: str, problems: list[str]) -> None:
+    if not _readable_file(path, key, problems):
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077 and "token" in path.read_text(encoding="utf-8", errors="replace"):
+        problems.append(
+            f"{key}: {str(path)!r} holds a token but others may read it (mode {mode:04o}); "
+            "make it 0600"
+        )
 
 
 def _private_file(path: Path, key: str, problems: list[str]) -> None:

@@ -5,6 +5,12 @@ job whose last success is older than its last due time (the node was down). Then
 runs jobs as `schedule` says, one at a time, each in a worker thread so the main
 thread can keep pinging systemd's watchdog during a long dump. SIGTERM (or SIGINT)
 asks the running job to abort cleanly (a dump removes its partial files) and stops.
+
+The watchdog reflects the job's progress, not only the daemon's: every job shows it is
+alive (`JobContext.check`), and one that shows nothing for `agent.stall_seconds` is
+stuck in a call that will not return. The daemon then records it as failed, mails,
+asks systemd to act (`WATCHDOG=trigger`), stops pinging and exits, so systemd restarts
+the agent and later jobs run again.
 """
 
 from __future__ import annotations
@@ -12,20 +18,25 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import signal
 import threading
+import time
 from types import FrameType
 
 import schedule as schedule_lib
 
-from socle_agent.config import JOB_NAMES, Config
-from socle_agent.jobs import registry, run_job
+from socle_agent.base import Progress
+from socle_agent.config import Config
+from socle_agent.jobs import JobResult, finish, registry, run_job
+from socle_agent.mail import Mailer
 from socle_agent.metrics import build_registry, start_server
 from socle_agent.state import load_state
 from socle_agent.systemd_notify import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0
+EXIT_STUCK = 70  # EX_SOFTWARE: systemd restarts the agent (Restart=on-failure)
 
 
 class Daemon:
@@ -45,10 +56,11 @@ class Daemon:
     def due_at_start(self, now: dt.datetime | None = None) -> list[str]:
         """Scheduled jobs whose last success is older than their last due time."""
         now = now or dt.datetime.now()
+        known = registry()
         jobs = load_state(self.config.agent.state_file).get("jobs", {})
         return [
             job
-            for job in JOB_NAMES
+            for job in known
             if job in self.config.schedule
             and self.config.schedule[job].missed(jobs.get(job, {}).get("last_success"), now)
         ]
@@ -62,18 +74,46 @@ class Daemon:
             notify("WATCHDOG=1")
 
     def run_job(self, name: str) -> None:
-        """Run one job in a worker thread, pinging the watchdog while it works."""
+        """Run one job in a worker thread, pinging the watchdog while it makes progress."""
         if self.stopping.is_set():
             return
         notify(f"STATUS=running {name}")
+        progress = Progress()
+        started = time.time()
         worker = threading.Thread(
-            target=run_job, args=(name, self.config), kwargs={"cancel": self.stopping}, name=name
+            target=run_job,
+            args=(name, self.config),
+            kwargs={"cancel": self.stopping, "progress": progress},
+            name=name,
+            daemon=True,
         )
         worker.start()
+        stall = self.config.agent.stall_seconds
         while worker.is_alive():
+            last, doing = progress.last()
+            quiet = time.monotonic() - last
+            if quiet > stall:
+                self._stuck(name, started, quiet, doing)
+                return
             self._ping()
-            worker.join(timeout=self.watchdog or IDLE_SECONDS)
+            worker.join(timeout=min(self.watchdog or IDLE_SECONDS, 1.0))
         notify("STATUS=idle")
+
+    def _stuck(self, name: str, started: float, quiet: float, doing: str) -> None:
+        """Report a job that stopped making progress, then let systemd restart the agent."""
+        error = (
+            f"stuck: no progress for {quiet:.0f} s while {doing}; the agent is restarted "
+            "so that later jobs run"
+        )
+        log.error("%s: %s", name, error)
+        finish(self.config, JobResult(name, "failed", started, time.time(), error=error),
+               None, Mailer(self.config.mail))
+        notify(f"STATUS=stuck in {name}")
+        notify("WATCHDOG=trigger")
+        # Under systemd the watchdog ends the process now; run by hand, nothing would.
+        time.sleep(min(self.watchdog or 1.0, 5.0))
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
 
     def run(self) -> int:
         """Serve until SIGTERM; returns the exit code."""

@@ -1,13 +1,14 @@
 """Run a named job: one at a time per resource, result to the state file and to mail.
 
 Every job, from the daemon or the command line, goes through `run_job`. It takes the
-locks of the job's resources (a job finding one busy does not run), calls the job's
-function, records the outcome in the state file (from which the metrics are read) and
-sends a mail when the job's state changes: one when it starts failing, one when it
-recovers, none for repeated results.
+locks of the job's resources (a job finding one busy does not run), gives the job its
+deadline, calls it, records the outcome in the state file (from which the metrics are
+read) and sends a mail when the job's state changes: one when it starts failing, one
+when it recovers, none for repeated results. A state file that cannot be written (a
+full disk) does not stop the mail: the failure to record is mailed too.
 
-Jobs come from the source modules (see `socle_agent.sources`) plus the two built in
-here, `disk_check` and `prune`.
+The jobs are the sources' (see `socle_agent.sources`), named `<kind>_<action>`, plus
+two built in here, `disk_check` and `prune`.
 
 Example:
 
@@ -17,85 +18,41 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from socle_agent import catalogue
+from socle_agent.base import (
+    DrillFailed,
+    DrillRecord,
+    JobAborted,
+    JobContext,
+    JobOutcome,
+    Progress,
+    resource_locks,
+)
 from socle_agent.config import Config
 from socle_agent.diskguard import DiskFull, check_mounts
 from socle_agent.mail import Mailer, MailError
-from socle_agent.retention import Item, plan_retention
+from socle_agent.pruning import prune_kind
+from socle_agent.source import DEFAULT_JOB_TIMEOUT
+from socle_agent.sources import registry as source_registry
 from socle_agent.state import State, load_state, update_state
 
 log = logging.getLogger(__name__)
-SOURCE_MODULES = ("postgres", "k3s")
-
-
-class JobAborted(Exception):
-    """The job stopped early because the agent was asked to stop."""
-
-
-class DrillFailed(Exception):
-    """A drill ran and found the backup unusable; `reason` says why."""
-
-    def __init__(self, kind: str, reason: str, duration: float) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.duration = duration
-
-
-@dataclass(frozen=True)
-class DrillRecord:
-    """The result of a drill, kept in the state under `drills.<kind>`."""
-
-    kind: str
-    passed: bool
-    duration: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What a successful job reports: bytes written, a line for people, a drill result."""
-
-    size_bytes: int | None = None
-    summary: str = ""
-    drill: DrillRecord | None = None
-
-
-@dataclass
-class JobContext:
-    """What a job function receives."""
-
-    config: Config
-    cancel: threading.Event = field(default_factory=threading.Event)
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def check_cancel(self) -> None:
-        """Raise JobAborted if the agent is stopping."""
-        if self.cancel.is_set():
-            raise JobAborted("the agent is stopping")
-
-
-JobFunction = Callable[[JobContext], JobOutcome]
+BUILTIN_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job: its function and the resources it must hold alone."""
+    """A job: its function, the resources it must hold alone, its deadline for a config."""
 
-    func: JobFunction
+    func: Callable[[JobContext], JobOutcome]
     resources: tuple[str, ...]
+    timeout: Callable[[Config], float] = lambda config: DEFAULT_JOB_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -115,42 +72,23 @@ class JobResult:
         return self.finished - self.started
 
 
+def backup_kinds() -> tuple[str, ...]:
+    """The kinds of backup in the catalogue: one per registered source."""
+    return tuple(source_registry())
+
+
 def registry() -> dict[str, JobSpec]:
-    """All jobs: the built-in ones and those each source module declares in `JOBS`."""
-    jobs = {
-        "disk_check": JobSpec(disk_check, ()),
-        "prune": JobSpec(prune_all, SOURCE_MODULES),
-    }
-    for name in SOURCE_MODULES:
-        try:
-            module = importlib.import_module(f"socle_agent.sources.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"socle_agent.sources.{name}":
-                raise
-            continue
-        jobs.update(getattr(module, "JOBS", {}))
+    """All jobs: each source's `<kind>_<action>`, then the built-in ones."""
+    jobs: dict[str, JobSpec] = {}
+    for kind, source in source_registry().items():
+        for action, spec in source.actions().items():
+            jobs[f"{kind}_{action}"] = JobSpec(
+                spec.run, source.resources, spec.timeout or (lambda config: DEFAULT_JOB_TIMEOUT)
+            )
+    every_resource = tuple(sorted({r for spec in jobs.values() for r in spec.resources}))
+    jobs["disk_check"] = JobSpec(disk_check, (), lambda config: BUILTIN_TIMEOUT)
+    jobs["prune"] = JobSpec(prune_all, every_resource, lambda config: BUILTIN_TIMEOUT)
     return jobs
-
-
-@contextlib.contextmanager
-def resource_locks(lock_dir: Path, resources: tuple[str, ...]) -> Iterator[bool]:
-    """Hold the locks of `resources` without waiting; yields False if one is busy.
-
-    The locks are `flock`s on files, so they also hold between the daemon and a command
-    run by hand, and vanish with a killed process.
-    """
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        for resource in sorted(resources):
-            handle = stack.enter_context(open(lock_dir / f"{resource}.lock", "a"))
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                yield False
-                return
-        yield True
 
 
 def run_job(
@@ -160,12 +98,22 @@ def run_job(
     cancel: threading.Event | None = None,
     options: Mapping[str, Any] | None = None,
     mailer: Mailer | None = None,
+    progress: Progress | None = None,
 ) -> JobResult:
-    """Run job `name` once and record its result (see the module docstring)."""
+    """Run job `name` once and record its result (see the module docstring).
+
+    `progress` is where the job shows it is alive (the daemon's watchdog reads it).
+    """
     spec = registry().get(name)
     if spec is None:
         raise KeyError(f"no job named {name!r}")
-    context = JobContext(config, cancel or threading.Event(), options or {})
+    context = JobContext(
+        config,
+        cancel or threading.Event(),
+        options or {},
+        deadline=time.monotonic() + spec.timeout(config),
+        progress=progress or Progress(),
+    )
     started = time.time()
     with resource_locks(config.agent.lock_dir, spec.resources) as acquired:
         if not acquired:
@@ -186,16 +134,33 @@ def run_job(
         except Exception as exc:
             # A job's failure must never take the daemon down; it is recorded and mailed.
             log.debug("%s: failure details", name, exc_info=True)
-            status, error = "failed", _describe(exc)
+            status, error = "failed", describe(exc)
         result = JobResult(name, status, started, time.time(), outcome, error)
         _log_result(result)
         if status != "aborted":
-            record_result(config, result, drill)
-            notify_change(config, result, mailer or Mailer(config.mail))
+            finish(config, result, drill, mailer or Mailer(config.mail))
     return result
 
 
-def _describe(exc: BaseException) -> str:
+def finish(config: Config, result: JobResult, drill: DrillRecord | None, mailer: Mailer) -> None:
+    """Record the result and mail on a change of state; neither may raise.
+
+    When the state cannot be written, the mail is sent all the same (there is no record
+    of what was mailed before, so it may repeat) and says so.
+    """
+    try:
+        record_result(config, result, drill)
+    except (OSError, ValueError) as exc:
+        log.error("%s: cannot record the result in %s: %s", result.job,
+                  config.agent.state_file, exc)
+        problem = f"the state file {config.agent.state_file} cannot be written: {exc}"
+        notify_change(config, result, mailer, unrecorded=problem)
+        return
+    notify_change(config, result, mailer)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of a job's failure for the state, the logs and the mail."""
     if isinstance(exc, DiskFull):
         return f"disk guard refused the job: {exc}"
     return str(exc) or type(exc).__name__
@@ -236,13 +201,21 @@ def record_result(config: Config, result: JobResult, drill: DrillRecord | None) 
     return update_state(config.agent.state_file, change)
 
 
-def notify_change(config: Config, result: JobResult, mailer: Mailer) -> None:
-    """Mail when the job's state differs from what was last mailed about it."""
+def notify_change(
+    config: Config, result: JobResult, mailer: Mailer, unrecorded: str = ""
+) -> None:
+    """Mail when the job's state differs from what was last mailed about it.
+
+    With `unrecorded` (why the state could not be written) a failure is always mailed.
+    """
     if not mailer.enabled:
         return
     state_path = config.agent.state_file
-    previously = load_state(state_path).get("jobs", {}).get(result.job, {}).get("notified", "ok")
-    if result.status == previously:
+    try:
+        previously = load_state(state_path).get("jobs", {}).get(result.job, {}).get("notified")
+    except (OSError, ValueError):
+        previously = None
+    if result.status == (previously or "ok") and not (unrecorded and result.status != "ok"):
         return
     if result.status == "failed":
         subject = f"{result.job} FAILED"
@@ -254,17 +227,24 @@ def notify_change(config: Config, result: JobResult, mailer: Mailer) -> None:
     else:
         subject = f"{result.job} recovered"
         body = f"The job {result.job} succeeded again at {time.ctime(result.finished)}.\n"
+    if unrecorded:
+        body += f"\nAlso: {unrecorded}. Until it can, this mail may repeat.\n"
     try:
         mailer.send(subject, body)
     except MailError as exc:
         # Leave "notified" unchanged so the next run tries again.
         log.error("%s: %s", result.job, exc)
         return
+    if unrecorded:
+        return
 
     def mark(state: State) -> None:
         state.setdefault("jobs", {}).setdefault(result.job, {})["notified"] = result.status
 
-    update_state(state_path, mark)
+    try:
+        update_state(state_path, mark)
+    except OSError as exc:
+        log.error("%s: cannot record the mail in %s: %s", result.job, state_path, exc)
 
 
 def disk_check(context: JobContext) -> JobOutcome:
@@ -276,47 +256,10 @@ def disk_check(context: JobContext) -> JobOutcome:
     return JobOutcome(summary=", ".join(v.reason for v in verdicts))
 
 
-def prune_kind(config: Config, kind: str, dry_run: bool = False) -> list[catalogue.Backup]:
-    """Apply the retention policy to one kind of backup; returns the backups deleted.
-
-    Also records in the state what is retained, for the metrics.
-    """
-    if not dry_run:
-        catalogue.remove_partials(config.agent.backup_dir, kind)
-    backups = catalogue.list_backups(config.agent.backup_dir, kind)
-    items = {
-        b.manifest.id: Item(
-            id=b.manifest.id,
-            group=f"{kind}/{b.manifest.subject}",
-            finished=b.manifest.finished,
-            size=b.manifest.size_bytes,
-            verified=bool(b.manifest.details.get("verified")),
-        )
-        for b in backups
-    }
-    plan = plan_retention(items.values(), config.retention)
-    doomed = [b for b in backups if b.manifest.id in {i.id for i in plan.delete}]
-    if dry_run:
-        return doomed
-    for backup in doomed:
-        log.info("prune: deleting %s/%s", kind, backup.manifest.id)
-        catalogue.remove_backup(backup)
-    kept = [b for b in backups if b not in doomed]
-
-    def change(state: State) -> None:
-        state.setdefault("backups", {})[kind] = {
-            "retained": len(kept),
-            "newest_end": kept[-1].manifest.finished if kept else None,
-            "total_bytes": sum(b.manifest.size_bytes for b in kept),
-        }
-
-    update_state(config.agent.state_file, change)
-    return doomed
-
-
 def prune_all(context: JobContext) -> JobOutcome:
     """Job: apply retention to every kind of backup."""
     deleted = []
-    for kind in SOURCE_MODULES:
+    for kind in backup_kinds():
+        context.check(f"pruning {kind}")
         deleted += prune_kind(context.config, kind)
     return JobOutcome(summary=f"{len(deleted)} backups deleted")

@@ -62,7 +62,10 @@ class Mailer:
         message["From"] = section.from_addr
         message["To"] = ", ".join(section.to)
         message["Date"] = formatdate(localtime=True)
-        message["Message-ID"] = make_msgid(domain=socket.getfqdn())
+        # the host name as the system knows it: getfqdn() (smtplib's default for EHLO too)
+        # asks DNS, which may not answer for a long time
+        local_name = socket.gethostname()
+        message["Message-ID"] = make_msgid(domain=local_name)
         message.set_content(body)
         try:
             smtp: smtplib.SMTP
@@ -70,11 +73,13 @@ class Mailer:
                 smtp = smtplib.SMTP_SSL(
                     section.host,
                     section.port,
+                    local_hostname=local_name,
                     timeout=section.timeout_seconds,
                     context=self._tls_context(),
                 )
             else:
-                smtp = smtplib.SMTP(section.host, section.port, timeout=section.timeout_seconds)
+                smtp = smtplib.SMTP(section.host, section.port, local_hostname=local_name,
+                                    timeout=section.timeout_seconds)
             with smtp:
                 if section.security == "starttls":
                     smtp.starttls(context=self._tls_context())

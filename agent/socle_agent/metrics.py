@@ -3,9 +3,9 @@
 Job results are not kept in the process: every job, whether run by the daemon or by an
 operator on the command line, records its result in the state file when it ends, and
 the collector reads that file at scrape time (re-read only when it changed). So a scrape
-is cheap, survives restarts, and shows runs made by hand. Free disk space and the size
-of k3s's datastore are measured at scrape time (a statvfs and two stats), so they
-cannot go stale.
+is cheap, survives restarts, and shows runs made by hand. Free disk space, and what a
+source measures itself (`Source.collect`, such as the size of k3s's datastore), are
+measured at scrape time, so they cannot go stale.
 
 Example:
 
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from socle_agent import __version__
 from socle_agent.config import Config, MetricsSection
 from socle_agent.diskguard import disk_usage, existing_ancestor
-from socle_agent.sources.k3s import datastore_sizes
+from socle_agent.sources import registry as source_registry
 from socle_agent.state import State, load_state
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,10 @@ class AgentCollector(Collector):
         yield from self._backups(state.get("backups", {}))
         yield from self._drills(state.get("drills", {}))
         yield from self._targets()
+        yield from self._expected()
         yield from self._disks()
-        yield from self._datastore()
+        for source in source_registry().values():
+            yield from source.collect(self.config)
 
     def _jobs(self, jobs: dict[str, Any]) -> Iterator[Metric]:
         for name, key, text in _JOB_GAUGES:
@@ -124,15 +126,22 @@ class AgentCollector(Collector):
         )
         newest = GaugeMetricFamily(
             "socle_backup_newest_timestamp_seconds",
-            "End time of the newest good backup.",
+            "End time of the newest good backup of each subject (a database, ...).",
+            labels=["kind", "subject"],
+        )
+        orphans = CounterMetricFamily(
+            "socle_backup_orphans_removed",
+            "Backup folders without a manifest (an interrupted delete) found and removed.",
             labels=["kind"],
         )
         for kind, record in sorted(backups.items()):
             retained.add_metric([kind], float(record.get("retained", 0)))
-            if record.get("newest_end") is not None:
-                newest.add_metric([kind], float(record["newest_end"]))
+            for subject, finished in sorted(record.get("subjects", {}).items()):
+                newest.add_metric([kind, subject], float(finished))
+            orphans.add_metric([kind], float(record.get("orphans_removed", 0)))
         yield retained
         yield newest
+        yield orphans
 
     def _drills(self, drills: dict[str, Any]) -> Iterator[Metric]:
         result = GaugeMetricFamily(
@@ -158,6 +167,17 @@ class AgentCollector(Collector):
                 family.add_metric([kind], seconds)
             yield family
 
+    def _expected(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "socle_backup_expected",
+            "1 for each subject the configuration names; alerts fire while it has no backup.",
+            labels=["kind", "subject"],
+        )
+        for kind, source in sorted(source_registry().items()):
+            for subject in source.expected_subjects(self.config):
+                family.add_metric([kind, subject], 1)
+        yield family
+
     def _disks(self) -> Iterator[Metric]:
         free = GaugeMetricFamily("socle_disk_free_bytes", "Free bytes.", labels=["mount"])
         size = GaugeMetricFamily("socle_disk_size_bytes", "Filesystem size.", labels=["mount"])
@@ -174,23 +194,6 @@ class AgentCollector(Collector):
         yield free
         yield size
         yield ratio
-
-    def _datastore(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "socle_k3s_datastore_bytes", "Size of k3s's SQLite datastore files.", labels=["file"]
-        )
-        try:
-            sizes = datastore_sizes(self.config.k3s.server_dir)
-        except FileNotFoundError:
-            # no k3s on this node: no series rather than a made-up zero
-            sizes = {}
-        except OSError as exc:
-            log.warning("metrics: cannot measure k3s's datastore: %s", exc)
-            sizes = {}
-        for name, size in sorted(sizes.items()):
-            family.add_metric([name], size)
-        yield family
-
 
 def watched_mounts(config: Config) -> tuple[Path, ...]:
     """The configured mounts, or the backup directory when none are configured."""

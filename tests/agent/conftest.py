@@ -7,12 +7,15 @@ socket in that directory and TCP on a free port of 127.0.0.1; as root it runs as
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.pgcluster import PG_BIN, PgCluster, free_port
 
@@ -96,8 +100,12 @@ def config_text(
     extra: str = "",
     databases: tuple[str, ...] = ("shop",),
     backup_dir: Path | None = None,
+    metrics_port: int | None = None,
 ) -> str:
-    """A working agent configuration for the tests, as TOML text."""
+    """A working agent configuration for the tests, as TOML text.
+
+    Metrics are served only with a `metrics_port`.
+    """
     backup_dir = backup_dir or tmp_path / "backups"
     text = f"""
     [agent]
@@ -112,8 +120,9 @@ def config_text(
     keep_monthly = 0
 
     [metrics]
+    enabled = {str(metrics_port is not None).lower()}
     listen = "127.0.0.1"
-    port = 0
+    port = {metrics_port or 9464}
     """
     if pg is not None:
         text += f"""
@@ -248,6 +257,76 @@ def free_bytes(path: Path) -> int:
 
 
 def partial_dump_growing(backup_dir: Path) -> bool:
-    """Whether a PostgreSQL dump is being written and has passed 1 MiB."""
-    dumps = list((backup_dir / "postgres").glob("*.partial/dump"))
-    return bool(dumps) and dumps[0].stat().st_size > (1 << 20)
+    """Whether a PostgreSQL dump (a file or a folder of files) is being written and has
+    passed 1 MiB."""
+    written = 0
+    for dump in (backup_dir / "postgres").glob("*.partial/dump"):
+        paths = [dump] if dump.is_file() else list(dump.rglob("*"))
+        for path in paths:
+            try:
+                written += path.stat().st_size if path.is_file() else 0
+            except FileNotFoundError:
+                continue
+    return written > (1 << 20)
+
+
+class Notifications:
+    """A unix datagram socket standing where systemd's notify socket would be."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.received: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                return self.received
+
+    def seen(self, message: str) -> bool:
+        return message in self.drain()
+
+
+@pytest.fixture()
+def notifications(tmp_path: Path) -> Iterator[Notifications]:
+    box = Notifications(tmp_path / "notify.sock")
+    try:
+        yield box
+    finally:
+        box.sock.close()
+
+
+def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_000,
+                env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`socle-agent run` as systemd would start it, with a watchdog."""
+    env = dict(env or os.environ, NOTIFY_SOCKET=str(notify.path),
+               WATCHDOG_USEC=str(watchdog_usec))
+    return subprocess.Popen([AGENT, "--config", str(config), "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running_agent(config: Path, notify: Notifications, env: dict[str, str] | None = None
+                  ) -> Iterator[subprocess.Popen[str]]:
+    """`socle-agent run` for the block; killed afterwards if the block did not stop it."""
+    agent = start_agent(config, notify, env=env)
+    try:
+        yield agent
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

@@ -53,3 +53,11 @@ def test_remove_backup_and_remove_partials(tmp_path: Path) -> None:
     catalogue.remove_backup(catalogue.find_backup(tmp_path, "a"))
     assert catalogue.remove_partials(tmp_path, "postgres") == [tmp_path / "postgres" / "b.partial"]
     assert list((tmp_path / "postgres").iterdir()) == []
+
+
+def test_find_backup_refuses_an_id_that_is_a_path(tmp_path: Path) -> None:
+    make_backup(tmp_path, "postgres", "app-1", 1000.0)
+    for bad in ("../postgres/app-1", "app-1/..", "..", ""):
+        with pytest.raises(LookupError):
+            catalogue.find_backup(tmp_path, bad)
+    assert catalogue.find_backup(tmp_path, "app-1").manifest.id == "app-1"

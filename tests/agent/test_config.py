@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
-from socle_agent.config import ConfigError, SqlCheck, load_config, parse_config
+from socle_agent.config import (
+    REQUIRED,
+    ConfigError,
+    SqlCheck,
+    describe_keys,
+    load_config,
+    parse_config,
+)
 from socle_agent.schedules import Schedule
 
 EXAMPLE = Path(__file__).parents[2] / "agent" / "agent.example.toml"
@@ -15,6 +24,65 @@ def problems_of(data: dict, check_paths: bool = False) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, check_paths=check_paths)
     return caught.value.problems
+
+
+_KEY_LINE = re.compile(r"^(#\s*)?([a-z_]+)\s*=\s*(.+)$")
+_SECTION = re.compile(r"^(?:#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$")
+
+
+def example_keys() -> dict[str, tuple[object, bool, str]]:
+    """Keys of the sample: path -> (value shown, commented out, marker ("example", ...))."""
+    keys: dict[str, tuple[object, bool, str]] = {}
+    section = ""
+    for line in EXAMPLE.read_text().splitlines():
+        if header := _SECTION.match(line):
+            section = header.group(1)
+            continue
+        if not (found := _KEY_LINE.match(line)):
+            continue
+        commented, key, rest = found.groups()
+        value_text, _, comment = rest.partition("  #")
+        if value_text.lstrip().startswith(('"', "[", "{")) or value_text[:1].isdigit() or (
+                value_text in ("true", "false")):
+            value = tomllib.loads(f"v = {value_text}")["v"]
+        else:
+            continue  # prose that happens to hold an equals sign
+        marker = comment.strip().split(",")[0].split(":")[0].strip()
+        keys[f"{section}.{key}" if section else key] = (value, bool(commented), marker)
+    return keys
+
+
+def shown(default: object) -> object:
+    if isinstance(default, Path):
+        return str(default)
+    if isinstance(default, tuple):
+        return list(default)
+    return default
+
+
+def test_example_shows_every_key_the_parser_reads_with_its_default() -> None:
+    known = {re.sub(r"\[\d+\]", "", key): value for key, value in describe_keys().items()}
+    tables = {k for k in known if any(o.startswith(f"{k}.") for o in known)} | {"schedule"}
+    example = example_keys()
+    values = {k: v for k, v in known.items() if k not in tables}
+
+    assert sorted(set(values) - set(example)) == [], "keys the sample does not show"
+    unknown = [k for k in example if k not in values and not k.startswith("schedule.")]
+    assert unknown == [], "keys the parser does not read"
+    for key, (value, commented, marker) in example.items():
+        if key.startswith("schedule."):
+            continue
+        default = values[key]
+        if default is REQUIRED:
+            assert marker == "required", f"{key} has no default: mark it # required"
+        elif marker in ("example", "required", "unset"):
+            # mail.to has an empty default but is needed once [mail] is there
+            assert marker != "required" or key == "mail.to", f"{key} has a default"
+        elif commented and default is None:
+            pass  # unset until given; the line shows a value to give
+        else:
+            assert value == shown(default), (
+                f"{key}: the sample shows {value!r}, the default is {default!r}")
 
 
 def test_load_config_with_example_gives_documented_values() -> None:
@@ -73,7 +141,8 @@ def test_parse_config_with_bad_choices_and_ranges_lists_all() -> None:
     )
     assert problems == [
         "postgres.format: expected one of custom, directory, got 'tar'",
-        "postgres.compression: expected a level from 0 to 9, got 12",
+        'postgres.compression: expected "auto", "none", gzip, lz4 or zstd with an optional '
+        '":LEVEL", or a gzip level from 0 to 9, got 12',
         "disk.min_free_ratio: expected a number between 0 and 1.0, got 1.5",
         "mail.security: expected one of starttls, tls, none, got 'ssl'",
         "mail.to: at least one recipient is needed when mail is enabled",
@@ -87,11 +156,13 @@ def test_parse_config_with_missing_required_key_names_it() -> None:
 
 def test_parse_config_reads_drill_checks_and_refuses_bad_ones() -> None:
     config = parse_config(
-        {"drill": {"checks": [{"database": "app", "sql": "select 1", "expect": 1}]}},
+        {"postgres": {}, "drill": {"checks": [{"database": "app", "sql": "select 1",
+                                               "expect": 1}]}},
         check_paths=False,
     )
     assert config.drill.checks == (SqlCheck("app", "select 1", "1"),)
-    assert problems_of({"drill": {"checks": [{"sql": "select 1", "db": "x"}]}}) == [
+    assert problems_of({"postgres": {}, "drill": {"checks": [{"sql": "select 1", "db": "x"}]}}
+                       ) == [
         "drill.checks[0].database: required key is missing",
         "drill.checks[0].db: unknown key",
     ]
@@ -99,7 +170,7 @@ def test_parse_config_reads_drill_checks_and_refuses_bad_ones() -> None:
         "drill.scratch_prefix: must not be empty"
     ]
     assert problems_of({"drill": {"rto_seconds": {"mysql": 5}}}) == [
-        "drill.rto_seconds.mysql: unknown backup kind; expected one of postgres, k3s"
+        "drill.rto_seconds.mysql: unknown backup kind; expected one of k3s, postgres"
     ]
 
 
@@ -150,3 +221,33 @@ def test_load_config_with_truncated_file_reports_toml_error(tmp_path: Path) -> N
 def test_load_config_with_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_parse_config_refuses_dangerous_settings_naming_each_key() -> None:
+    problems = problems_of({
+        "agent": {"network_timeout_seconds": 0},
+        "postgres": {"dsn": "host=db user=app password=hunter2", "timeout_seconds": 0},
+        "metrics": {"port": 0},
+        "mail": {"host": "h", "from": "a@b", "to": ["c@d"], "security": "none",
+                 "secrets_file": "/etc/socle/mail-secrets.toml", "timeout_seconds": 0.0},
+    })
+    assert problems == [
+        "agent.network_timeout_seconds: expected a number of seconds above 0, got 0.0",
+        "postgres.timeout_seconds: expected a number of seconds above 0, got 0.0",
+        "postgres.dsn: holds a password, which would show in the process list of every local "
+        "user; put it in postgres.password_file",
+        "metrics.port: expected an integer of at least 1, got 0",
+        "mail.timeout_seconds: expected a number of seconds above 0, got 0.0",
+        'mail.secrets_file: a login over an unencrypted connection (mail.security = "none") '
+        'would send the password in clear; use "starttls" or "tls"',
+    ]
+
+
+def test_parse_config_refuses_a_drill_check_of_a_database_not_backed_up() -> None:
+    problems = problems_of({
+        "postgres": {"databases": ["app"]},
+        "drill": {"checks": [{"database": "ap", "sql": "select true"}]},
+    })
+    assert problems == [
+        "drill.checks[0].database: 'ap' is not backed up (postgres.databases = ['app'])"
+    ]

@@ -2,92 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import signal
-import socket
 import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from socle_agent import catalogue
 from socle_agent.config import load_config
 from socle_agent.daemon import Daemon
 from socle_agent.state import load_state, save_state
 
 from tests.agent.conftest import (
-    AGENT,
+    Notifications,
     PgCluster,
     config_text,
     free_port,
     partial_dump_growing,
+    running_agent,
+    scrape,
+    start_agent,
     wait_for,
     write_config,
 )
 from tests.standins.k3s_datastore import create_datastore, make_server_dir
-
-
-class Notifications:
-    """A unix datagram socket standing where systemd's notify socket would be."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.received: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.received.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                return self.received
-
-    def seen(self, message: str) -> bool:
-        return message in self.drain()
-
-
-@pytest.fixture()
-def notifications(tmp_path: Path) -> Iterator[Notifications]:
-    box = Notifications(tmp_path / "notify.sock")
-    try:
-        yield box
-    finally:
-        box.sock.close()
-
-
-def start_agent(config: Path, notify: Notifications, watchdog_usec: int = 1_000_000
-                ) -> subprocess.Popen[str]:
-    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(watchdog_usec))
-    return subprocess.Popen([AGENT, "--config", str(config), "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@contextlib.contextmanager
-def running_agent(config: Path, notify: Notifications) -> Iterator[subprocess.Popen[str]]:
-    """`socle-agent run` for the block; killed afterwards if the block did not stop it."""
-    agent = start_agent(config, notify)
-    try:
-        yield agent
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait()
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
@@ -95,7 +32,7 @@ def test_run_catches_up_serves_metrics_pings_watchdog_and_stops_on_sigterm(
     notifications: Notifications
 ) -> None:
     port = free_port()
-    text = config_text(tmp_path, pg, pg_password_file).replace("port = 0", f"port = {port}")
+    text = config_text(tmp_path, pg, pg_password_file, metrics_port=port)
     text += '\n[schedule]\npostgres_backup = "daily at 00:00"\ndisk_check = "every 1 second"\n'
     config_path = write_config(tmp_path, text)
     config = load_config(config_path)
@@ -132,7 +69,7 @@ def test_run_with_k3s_jobs_scheduled_snapshots_and_drills_at_start(
     create_datastore(server_dir / "db" / "state.db", rows=500)
     make_server_dir(server_dir, config_file)
     port = free_port()
-    text = config_text(tmp_path).replace("port = 0", f"port = {port}") + f"""
+    text = config_text(tmp_path, metrics_port=port) + f"""
 [k3s]
 server_dir = "{server_dir}"
 config_file = "{config_file}"
@@ -154,7 +91,8 @@ k3s_drill = "weekly on sunday at 05:00"
     assert backup.manifest.details["verified"]
     kind = (("kind", "k3s"),)
     assert metrics[("socle_drill_last_result", kind)] == 1
-    assert metrics[("socle_backup_newest_timestamp_seconds", kind)] == backup.manifest.finished
+    newest = (("kind", "k3s"), ("subject", "k3s"))
+    assert metrics[("socle_backup_newest_timestamp_seconds", newest)] == backup.manifest.finished
     assert metrics[("socle_job_last_status", (("task", "k3s_snapshot"),))] == 1
     assert metrics[("socle_job_last_status", (("task", "k3s_drill"),))] == 1
     assert metrics[("socle_k3s_datastore_bytes", (("file", "state.db"),))] == (

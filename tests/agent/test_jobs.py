@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,4 +85,46 @@ def test_prune_job_applies_retention_to_every_kind(tmp_path: Path) -> None:
         "app-2", "app-3"
     ]
     backups = load_state(config.agent.state_file)["backups"]
-    assert backups["k3s"] == {"retained": 2, "newest_end": 1003.0, "total_bytes": 20}
+    assert backups["k3s"] == {"retained": 2, "newest_end": 1003.0, "total_bytes": 20,
+                              "subjects": {"k3s": 1003.0}, "orphans_removed": 0}
+
+
+def test_a_state_file_that_cannot_be_written_still_mails_the_failure(
+    tmp_path: Path, small_fs: Callable[[int], Path], smtp: Mailbox
+) -> None:
+    state_fs = small_fs(1)
+    extra = mail_toml(smtp) + '\n[disk]\nmounts = ["/"]\nmin_free_ratio = 0.999\n'
+    text = config_text(tmp_path, extra=extra).replace(
+        str(tmp_path / "state" / "state.json"), str(state_fs / "state.json"))
+    config = load_config(write_config(tmp_path, text))
+    filler = os.open(state_fs / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(filler, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+    result = run_job("disk_check", config)
+
+    assert result.status == "failed"
+    assert smtp.subjects() == ["[socle] disk_check FAILED"]
+    payload = smtp.messages[0].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
+    assert f"the state file {state_fs / 'state.json'} cannot be written" in body
+
+
+def test_prune_removes_folders_left_without_a_manifest_and_counts_them(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, config_text(tmp_path)))
+    make_backup(config.agent.backup_dir, "postgres", "app-1", 1000.0)
+    orphan = config.agent.backup_dir / "postgres" / "app-0"
+    orphan.mkdir()
+    (orphan / "dump").write_bytes(b"half deleted")
+
+    assert run_job("prune", config).status == "ok"
+
+    assert not orphan.exists()
+    assert (config.agent.backup_dir / "postgres" / "app-1").exists()
+    assert load_state(config.agent.state_file)["backups"]["postgres"]["orphans_removed"] == 1

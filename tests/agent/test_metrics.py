@@ -30,7 +30,9 @@ def test_registry_reports_jobs_backups_drills_targets_disks(tmp_path: Path) -> N
             "postgres_backup": {"last_run": 200.0, "last_success": 100.0, "duration": 12.5,
                                 "size": 4096, "status": "failed", "failures_total": 2},
         },
-        "backups": {"postgres": {"retained": 3, "newest_end": 99.0}},
+        "backups": {"postgres": {"retained": 3, "newest_end": 99.0,
+                                 "subjects": {"app": 99.0, "shop": 98.0},
+                                 "orphans_removed": 1}},
         "drills": {"postgres": {"result": "pass", "duration": 42.0}},
     })
     job = {"task": "postgres_backup"}
@@ -42,7 +44,11 @@ def test_registry_reports_jobs_backups_drills_targets_disks(tmp_path: Path) -> N
     assert registry.get_sample_value("socle_job_last_size_bytes", job) == 4096
     kind = {"kind": "postgres"}
     assert registry.get_sample_value("socle_backup_retained", kind) == 3
-    assert registry.get_sample_value("socle_backup_newest_timestamp_seconds", kind) == 99
+    assert registry.get_sample_value("socle_backup_newest_timestamp_seconds",
+                                      {**kind, "subject": "app"}) == 99
+    assert registry.get_sample_value("socle_backup_newest_timestamp_seconds",
+                                      {**kind, "subject": "shop"}) == 98
+    assert registry.get_sample_value("socle_backup_orphans_removed_total", kind) == 1
     assert registry.get_sample_value("socle_drill_last_result", kind) == 1
     assert registry.get_sample_value("socle_drill_last_duration_seconds", kind) == 42
     assert registry.get_sample_value("socle_rto_target_seconds", kind) == 1800

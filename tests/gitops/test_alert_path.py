@@ -279,8 +279,7 @@ def stack(renderer: Renderer) -> Iterator[Stack]:
     password_file = work / "pg-password"
     password_file.write_text("not-the-password\n")
     password_file.chmod(0o600)
-    text = config_text(work, pg, password_file, databases=("app",))
-    text = text.replace("port = 0", f"port = {agent_port}")
+    text = config_text(work, pg, password_file, databases=("app",), metrics_port=agent_port)
     (work / "agent.toml").write_text(text + '\n[schedule]\npostgres_backup = "every 2 seconds"\n')
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:

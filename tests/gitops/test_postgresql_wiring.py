@@ -15,8 +15,9 @@ from dataclasses import fields
 from types import SimpleNamespace
 from typing import Any
 
-from socle_agent.config import KubernetesConnection
-from socle_agent.sources.postgres import connection_from_cluster
+from socle_agent.base import JobContext
+from socle_agent.config import KubernetesConnection, parse_config
+from socle_agent.postgres.connection import connection_from_cluster
 
 from socle import cluster_manifests
 from tests.gitops.conftest import prod_data
@@ -39,7 +40,7 @@ class ClusterAnswers:
         self.service = service
         self.secret = secret
 
-    def read_namespaced_service(self, name: str, namespace: str) -> Any:
+    def read_namespaced_service(self, name: str, namespace: str, **request: Any) -> Any:
         meta = self.service["metadata"]
         assert (name, namespace) == (meta["name"], meta["namespace"]), "agent asks another Service"
         ports = [
@@ -49,7 +50,7 @@ class ClusterAnswers:
         # the API server gives a ClusterIP Service an address
         return SimpleNamespace(spec=SimpleNamespace(cluster_ip="10.43.0.54", ports=ports))
 
-    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+    def read_namespaced_secret(self, name: str, namespace: str, **request: Any) -> Any:
         meta = self.secret["metadata"]
         assert (name, namespace) == (meta["name"], meta["namespace"]), "agent asks another Secret"
         # the API server turns stringData into base64 data
@@ -74,7 +75,8 @@ def test_service_secret_and_namespace_are_what_the_agent_reads(platform: Platfor
     if kube.port_name is not None:
         assert kube.port_name in [p["name"] for p in service["spec"]["ports"]]
 
-    connection = connection_from_cluster(kube, "postgres", ClusterAnswers(service, secret))
+    job = JobContext(parse_config({}, check_paths=False))
+    connection = connection_from_cluster(job, kube, "postgres", ClusterAnswers(service, secret))
 
     assert (connection.host, connection.port, connection.password) == ("10.43.0.54", 5432, "s3cret")
     assert connection.user == secret["stringData"]["username"] == "postgres"

@@ -74,6 +74,24 @@ def test_agent_runs_under_systemd_and_is_ready(agent_node: AgentNode) -> None:
     assert "Type=notify" in unit and "NRestarts=0" in unit
 
 
+def test_a_job_run_by_the_daemon_works_inside_the_units_sandbox(agent_node: AgentNode) -> None:
+    # The first start catches up the backup missed "while the agent was down": it runs in
+    # the unit (no capabilities, syscall filter, /proc limited, only the metrics port).
+    node = agent_node.node
+
+    def journal() -> str:
+        return node.ssh("sudo journalctl -u socle-agent --no-pager -o cat", check=False).stdout
+
+    wait_until(lambda: "postgres_backup: ok" in journal() or "postgres_backup: FAILED" in journal(),
+               "the daemon's first backup")
+    assert "postgres_backup: ok" in journal(), journal()[-3000:]
+    shown = node.ssh("systemctl show socle-agent -p NRestarts -p CapabilityBoundingSet "
+                     "-p SocketBindAllow -p ProtectProc").stdout
+    assert "NRestarts=0" in shown and "CapabilityBoundingSet=\n" in shown + "\n"
+    [bind] = [line for line in shown.splitlines() if line.startswith("SocketBindAllow=")]
+    assert bind.endswith("9464") and "ProtectProc=invisible" in shown
+
+
 def test_secret_is_root_only_and_never_shown(harness: Harness, agent_node: AgentNode) -> None:
     node = agent_node.node
     shown = harness.run_pyinfra(agent_node.hosts_file, "deploys/agent.py", "--dry", "--diff", "-vv")

@@ -37,7 +37,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -47,27 +46,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+
 from socle_agent import catalogue
-from socle_agent.catalogue import PARTIAL_SUFFIX, Backup, kind_dir
-from socle_agent.config import Config
-from socle_agent.diskguard import DiskFull, check_fits
-from socle_agent.jobs import (
+from socle_agent.base import (
     DrillFailed,
     DrillRecord,
     JobAborted,
     JobContext,
     JobOutcome,
-    JobSpec,
-    prune_kind,
-    resource_locks,
+    RestoreError,
+    RestoreRefused,
 )
-from socle_agent.manifest import (
-    HashingWriter,
-    Manifest,
-    read_manifest,
-    verify_files,
-    write_manifest,
-)
+from socle_agent.catalogue import PARTIAL_SUFFIX, Backup, kind_dir
+from socle_agent.config import Config
+from socle_agent.manifest import HashingWriter, Manifest, read_manifest, verify_files
+from socle_agent.pruning import prune_kind
+from socle_agent.source import Action, Report, Source
 from socle_agent.sources.sqlite_backup import (
     BackupCancelled,
     BackupOptions,
@@ -75,6 +70,7 @@ from socle_agent.sources.sqlite_backup import (
     integrity_problems,
 )
 from socle_agent.state import fsync_dir
+from socle_agent.writer import BackupWriter
 
 KIND = "k3s"
 SUBJECT = "k3s"
@@ -220,6 +216,7 @@ def take_snapshot(
     options: SnapshotOptions | None = None,
     now: Callable[[], float] = time.time,
     should_stop: Callable[[], bool] = lambda: False,
+    guard: Callable[[BackupWriter], object] | None = None,
 ) -> Backup:
     """Snapshot k3s's datastore and server files into the catalogue under `backup_dir`.
 
@@ -230,6 +227,7 @@ def take_snapshot(
     Raises SnapshotInvalidError when the copy fails its integrity check,
     FileNotFoundError when the datastore or a required server file is missing, and
     BackupCancelled when `should_stop()` turns true during the copy or the archiving.
+    `guard`, given the writer before anything is written, may refuse (the disk guard).
     """
     opts = options or SnapshotOptions()
     started = now()
@@ -238,14 +236,11 @@ def take_snapshot(
     for name in (TOKEN_MEMBER, *SERVER_DIRS):
         if not (server_dir / name).exists():
             raise FileNotFoundError(f"{server_dir / name} is missing; a restore would need it")
-    parent = kind_dir(backup_dir, KIND)
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    backup_id = catalogue.new_backup_id(parent, KIND, started)
-    partial = parent / f"{backup_id}{PARTIAL_SUFFIX}"
-    partial.mkdir(mode=0o700)
-    try:
+    with BackupWriter(backup_dir, KIND, SUBJECT, started=started) as writer:
+        if guard is not None:
+            guard(writer)
         # the copy gets a directory of its own: opening it leaves -wal and -shm files beside it
-        work = partial / ".work"
+        work = writer.partial / ".work"
         work.mkdir(mode=0o700)
         copy = work / DB_MEMBER
         outcome = backup_database(db, copy, opts.backup, should_stop=should_stop)
@@ -255,19 +250,12 @@ def take_snapshot(
         rows, max_revision = kine_counts(copy)
         copy_bytes = copy.stat().st_size
         members = _members(copy, server_dir, config_file)
-        with HashingWriter(partial / ARCHIVE_NAME) as out:
+        with writer.file(ARCHIVE_NAME) as out:
             _write_archive(out, members, opts.compresslevel, should_stop)
-        entry = out.entry(ARCHIVE_NAME)
         shutil.rmtree(work)
-        finished = now()
-        manifest = Manifest(
-            id=backup_id,
-            kind=KIND,
-            subject=SUBJECT,
-            started=started,
-            finished=finished,
+        return writer.commit(
             format=ARCHIVE_FORMAT,
-            files=(entry,),
+            finished=now(),
             details={
                 "k3s_version": opts.k3s_version,
                 "kine_rows": rows,
@@ -285,14 +273,6 @@ def take_snapshot(
                 "config_file": str(config_file),
             },
         )
-        write_manifest(partial, manifest)
-        final = parent / backup_id
-        os.rename(partial, final)
-        fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return Backup(final, manifest)
 
 
 def kine_counts(db: Path) -> tuple[int, int]:
@@ -548,21 +528,20 @@ def _restrict(path: Path) -> None:
 
 
 def expected_snapshot_bytes(config: Config) -> int:
-    """Bytes a snapshot is expected to need in the backup directory, for the disk guard.
+    """Bytes a snapshot needs in the backup directory besides its archive, for the guard.
 
     While it is taken, the uncompressed copy of the database (at most the live state.db
     and its WAL) sits beside the archive being written; the archive is expected to be
-    the size of the previous one, or of the live datastore when there is none. Both are
-    taken with the configured growth factor.
+    the size of the previous one, or of the live datastore when there is none.
 
-    Example: a 400 MB state.db, a 20 MB WAL, a previous archive of 60 MB and a growth
-    factor of 1.2 give (420 + 60) * 1.2 = 576 MB.
+    Example: a 400 MB state.db, a 20 MB WAL and a previous archive of 60 MB give 480 MB
+    (times the growth factor, applied by the writer's guard).
     """
     sizes = datastore_sizes(config.k3s.server_dir)
     live = sizes["state.db"] + sizes["state.db-wal"]
     previous = catalogue.newest(config.agent.backup_dir, KIND)
     archive = previous.manifest.size_bytes if previous is not None else live
-    return int((live + archive) * config.disk.growth_factor)
+    return live + archive
 
 
 def snapshot_job(context: JobContext) -> JobOutcome:
@@ -573,18 +552,21 @@ def snapshot_job(context: JobContext) -> JobOutcome:
     if not db.is_file():
         raise FileNotFoundError(f"no k3s datastore at {db} (is k3s with SQLite installed here?)")
     catalogue.remove_partials(config.agent.backup_dir, KIND)
-    root = kind_dir(config.agent.backup_dir, KIND)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    verdict = check_fits(root, expected_snapshot_bytes(config), config.disk)
-    if not verdict.fits:
-        raise DiskFull(verdict.reason)
-    context.check_cancel()
+    expected = {"the live datastore beside its archive": expected_snapshot_bytes(config)}
+    context.check("starting the snapshot")
     options = SnapshotOptions(k3s_version=k3s_version())
+
+    def should_stop() -> bool:
+        context.progress.beat()
+        return context.cancel.is_set() or context.remaining() <= 0
+
     try:
         backup = take_snapshot(section.server_dir, section.config_file, config.agent.backup_dir,
-                               options, should_stop=context.cancel.is_set)
+                               options, should_stop=should_stop,
+                               guard=lambda writer: writer.guard(config.disk, expected))
     except BackupCancelled as exc:
         # take_snapshot has removed its partial directory already
+        context.check("snapshotting the datastore")  # raises DeadlineExceeded if that was it
         raise JobAborted(f"the agent is stopping: {exc}") from exc
     # retention only after a snapshot that succeeded, as for the dumps
     prune_kind(config, KIND)
@@ -636,42 +618,61 @@ def drill_job(context: JobContext) -> JobOutcome:
     return JobOutcome(summary=summary, drill=DrillRecord(KIND, True, duration, note))
 
 
-def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `socle-agent restore k3s`."""
-    parser.add_argument(
-        "--snapshot", required=True, metavar="ID", help="snapshot id (see `list --kind k3s`)"
-    )
+def _snapshot_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--snapshot", metavar="ID", help="this snapshot rather than the newest")
 
 
-def restore(config: Config, args: argparse.Namespace) -> int:
-    """`socle-agent restore k3s`: put a snapshot back with k3s stopped; print what remains."""
-    section = config.k3s
-    try:
+class K3sSource(Source):
+    """k3s's SQLite datastore and the server files a restore needs."""
+
+    kind = KIND
+
+    def actions(self) -> dict[str, Action]:
+        """snapshot (copy, check, archive) and drill (unpack and check the newest)."""
+        return {
+            "snapshot": Action(snapshot_job, "snapshot k3s's datastore and server files"),
+            "drill": Action(drill_job, "check that the newest snapshot restores",
+                            _snapshot_argument),
+        }
+
+    def add_restore_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Options of `socle-agent restore k3s`."""
+        parser.add_argument(
+            "--snapshot", required=True, metavar="ID", help="snapshot id (see `list --kind k3s`)"
+        )
+
+    def restore(self, context: JobContext, args: argparse.Namespace, report: Report) -> str:
+        """Put a snapshot back with k3s stopped; the closing text lists what remains to do."""
+        config = context.config
+        section = config.k3s
         backup = catalogue.find_backup(config.agent.backup_dir, args.snapshot, KIND)
-    except LookupError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    with resource_locks(config.agent.lock_dir, (KIND,)) as acquired:
-        if not acquired:
-            print("another k3s job is running; try again later", file=sys.stderr)
-            return 75
-        print(f"checking {backup.manifest.id} and restoring it into {section.server_dir}")
+        report(f"checking {backup.manifest.id} and restoring it into {section.server_dir}")
         try:
             result = restore_snapshot(backup.path, section.server_dir, section.config_file)
         except (K3sActiveError, K3sStateUnknownError) as exc:
-            print(f"refusing to restore: {exc}", file=sys.stderr)
-            return 1
+            raise RestoreRefused(f"refusing to restore: {exc}") from exc
         except SnapshotInvalidError as exc:
-            print(f"refusing to restore a damaged snapshot: {exc}", file=sys.stderr)
-            return 1
+            raise RestoreRefused(f"refusing to restore a damaged snapshot: {exc}") from exc
         except OSError as exc:
-            print(f"restore failed: {exc}", file=sys.stderr)
-            return 1
-    print(result.describe())
-    return 0
+            raise RestoreError(f"restore failed: {exc}") from exc
+        return result.describe()
+
+    def collect(self, config: Config) -> Iterator[Metric]:
+        """`socle_k3s_datastore_bytes{file}`: none where this node has no datastore."""
+        family = GaugeMetricFamily(
+            "socle_k3s_datastore_bytes", "Size of k3s's SQLite datastore files.", labels=["file"]
+        )
+        try:
+            sizes = datastore_sizes(config.k3s.server_dir)
+        except FileNotFoundError:
+            # no k3s on this node: no series rather than a made-up zero
+            sizes = {}
+        except OSError as exc:
+            log.warning("metrics: cannot measure k3s's datastore: %s", exc)
+            sizes = {}
+        for name, size in sorted(sizes.items()):
+            family.add_metric([name], size)
+        yield family
 
 
-JOBS = {
-    "k3s_snapshot": JobSpec(snapshot_job, (KIND,)),
-    "k3s_drill": JobSpec(drill_job, (KIND,)),
-}
+SOURCE = K3sSource()

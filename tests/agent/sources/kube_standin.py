@@ -74,6 +74,7 @@ class CoreV1ApiStandIn:
         self.secrets = secrets
         self.grants = grants
         self.calls: list[tuple[str, str, str]] = []
+        self.timeouts: list[object] = []
 
     @classmethod
     def under_agent_role(cls, services: dict[str, V1Service], secrets: dict[str, V1Secret],
@@ -90,10 +91,14 @@ class CoreV1ApiStandIn:
             raise ApiException(status=404, reason=f"Not Found: {kind} {namespace}/{name}")
         return objects[name]
 
-    def read_namespaced_service(self, name: str, namespace: str) -> V1Service:
+    def read_namespaced_service(self, name: str, namespace: str,
+                                _request_timeout: object = None) -> V1Service:
+        self.timeouts.append(_request_timeout)
         return self._get("service", self.services, name, namespace)  # type: ignore[return-value]
 
-    def read_namespaced_secret(self, name: str, namespace: str) -> V1Secret:
+    def read_namespaced_secret(self, name: str, namespace: str,
+                               _request_timeout: object = None) -> V1Secret:
+        self.timeouts.append(_request_timeout)
         return self._get("secret", self.secrets, name, namespace)  # type: ignore[return-value]
 
 

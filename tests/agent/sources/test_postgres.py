@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,16 +14,23 @@ import psycopg
 import pytest
 from kubernetes.client import ApiException
 from socle_agent import catalogue
-from socle_agent.config import Config, KubernetesConnection, PostgresSection, load_config
-from socle_agent.jobs import JobAborted, JobContext, run_job
+from socle_agent.base import JobAborted, JobContext
+from socle_agent.config import (
+    Config,
+    KubernetesConnection,
+    PostgresSection,
+    load_config,
+    parse_config,
+)
+from socle_agent.jobs import run_job
 from socle_agent.manifest import verify_files
-from socle_agent.sources.postgres import (
+from socle_agent.postgres.connection import (
     Connection,
     PostgresError,
     connection_from_cluster,
-    dump_database,
     resolve_connection,
 )
+from socle_agent.postgres.dump import dump_database
 from socle_agent.state import load_state
 
 from tests.agent.conftest import (
@@ -68,7 +76,9 @@ def test_backup_postgres_restores_to_the_manifest_row_counts(
     [backup] = catalogue.list_backups(config.agent.backup_dir, "postgres")
     manifest = backup.manifest
     assert verify_files(backup.path, manifest) == []
-    assert [f.name for f in manifest.files] == ["dump", "globals.sql"]
+    names = [f.name for f in manifest.files]
+    assert "dump/toc.dat" in names and names[-1] == "globals.sql"
+    assert manifest.format == "directory" and manifest.details["compression"] == "gzip:3"
     assert manifest.details["row_counts"] == {
         "audit.events": 500, "public.customers": 3000, "public.orders": 12000
     }
@@ -87,22 +97,21 @@ def test_backup_postgres_restores_to_the_manifest_row_counts(
     )
 
 
-def test_backup_postgres_in_directory_format_checksums_every_file(
+def test_backup_postgres_in_custom_format_streams_one_checksummed_file(
     tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path
 ) -> None:
-    extra = ""
-    config = agent_config(tmp_path, pg, pg_password_file, extra=extra)
+    config = agent_config(tmp_path, pg, pg_password_file)
     section = config.postgres
     assert section is not None
     config = Config(**{**config.__dict__, "postgres": PostgresSection(
-        **{**section.__dict__, "format": "directory", "jobs": 2})})
+        **{**section.__dict__, "format": "custom", "compression": "gzip:6"})})
     assert run_job("postgres_backup", config).status == "ok"
     [backup] = catalogue.list_backups(config.agent.backup_dir)
-    names = [f.name for f in backup.manifest.files]
-    assert "dump/toc.dat" in names and "globals.sql" in names
+    assert [f.name for f in backup.manifest.files] == ["dump", "globals.sql"]
+    assert backup.manifest.details["compression"] == "gzip:6"
     assert verify_files(backup.path, backup.manifest) == []
-    restore_into(pg, backup, "shop_from_dir")
-    assert pg.row_count("shop_from_dir", "orders") == 12000
+    restore_into(pg, backup, "shop_from_custom")
+    assert pg.row_count("shop_from_custom", "orders") == 12000
 
 
 def test_backup_postgres_with_no_databases_listed_dumps_each_user_database(
@@ -131,6 +140,10 @@ def test_backup_postgres_keeps_only_what_retention_allows(
     assert load_state(config.agent.state_file)["backups"]["postgres"]["retained"] == 2
 
 
+# A job's context for calls that need only the agent's defaults (network timeout).
+JOB = JobContext(parse_config({}, check_paths=False))
+
+
 def _cluster_api(pg: PgCluster) -> CoreV1ApiStandIn:
     """The cluster as the agent sees it under its Role (gitops/agent/role.yaml)."""
     return CoreV1ApiStandIn.under_agent_role(
@@ -149,7 +162,7 @@ def test_connection_from_cluster_reads_service_address_and_secret(pg: PgCluster)
     kube = KubernetesConnection(service="postgresql", secret="postgresql-credentials",
                                 namespace="database", port_name="postgresql",
                                 user_key="username")
-    connection = connection_from_cluster(kube, "ignored", api)
+    connection = connection_from_cluster(JOB, kube, "ignored", api)
     assert connection == Connection("127.0.0.1", pg.port, "postgres", pg.password)
     assert api.calls == [("service", "database", "postgresql"),
                          ("secret", "database", "postgresql-credentials")]
@@ -159,12 +172,12 @@ def test_connection_from_cluster_explains_what_is_missing(pg: PgCluster) -> None
     api = _cluster_api(pg)
     base = dict(service="postgresql", secret="postgresql-credentials", namespace="database")
     with pytest.raises(PostgresError, match="has no port named 'pg'"):
-        connection_from_cluster(KubernetesConnection(**base, port_name="pg"), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base, port_name="pg"), "u", api)
     with pytest.raises(PostgresError, match="has no key 'pw'"):
-        connection_from_cluster(KubernetesConnection(**base, password_key="pw"), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base, password_key="pw"), "u", api)
     api.services["postgresql"] = service("postgresql", "None", {"postgresql": 5432})
     with pytest.raises(PostgresError, match="has no cluster IP"):
-        connection_from_cluster(KubernetesConnection(**base), "u", api)
+        connection_from_cluster(JOB, KubernetesConnection(**base), "u", api)
 
 
 def test_dump_through_cluster_connection_reaches_the_real_server(
@@ -176,14 +189,14 @@ def test_dump_through_cluster_connection_reaches_the_real_server(
                                  "kubernetes": KubernetesConnection(
                                      service="postgresql", secret="postgresql-credentials",
                                      namespace="database", port_name="postgresql")})
-    connection = resolve_connection(section, core_api=_cluster_api(pg))
+    connection = resolve_connection(JobContext(config), section, core_api=_cluster_api(pg))
     assert connection.port == pg.port and connection.password == pg.password
     backup = dump_database(JobContext(config), connection, "shop")
     assert backup.manifest.details["row_counts"]["public.orders"] == 12000
     elsewhere = PostgresSection(**{**section.__dict__, "kubernetes": KubernetesConnection(
         service="postgresql", secret="postgresql-credentials", namespace="default")})
     with pytest.raises(ApiException, match="Forbidden"):
-        resolve_connection(elsewhere, core_api=_cluster_api(pg))
+        resolve_connection(JobContext(config), elsewhere, core_api=_cluster_api(pg))
 
 
 def test_cluster_connection_under_the_agents_role_reads_only_its_service_and_secret(
@@ -194,12 +207,12 @@ def test_cluster_connection_under_the_agents_role_reads_only_its_service_and_sec
                                 namespace="database", port_name="postgresql")
 
     with pytest.raises(ApiException, match="Forbidden: get secret database/postgresql-admin"):
-        connection_from_cluster(kube, "postgres", api)
+        connection_from_cluster(JOB, kube, "postgres", api)
 
     headless = KubernetesConnection(service="postgresql-headless",
                                     secret="postgresql-credentials", namespace="database")
     with pytest.raises(ApiException, match="Forbidden: get service"):
-        connection_from_cluster(headless, "postgres", api)
+        connection_from_cluster(JOB, headless, "postgres", api)
     assert api.grants == {("database", "services", "postgresql"),
                           ("database", "secrets", "postgresql-credentials")}
 
@@ -357,10 +370,86 @@ def test_dump_stopped_at_once_cancels_counting_and_leaves_nothing(
     config = agent_config(tmp_path, pg, pg_password_file, databases=("big",))
     context = JobContext(config)
     context.cancel.set()
-    connection = resolve_connection(config.postgres)  # type: ignore[arg-type]
+    connection = resolve_connection(context, config.postgres)  # type: ignore[arg-type]
     with pytest.raises(JobAborted):
         dump_database(context, connection, "big")
-    assert list(_dump_dir(config).iterdir()) == []
+    assert not _dump_dir(config).exists() or list(_dump_dir(config).iterdir()) == []
     # Backends end just after their client closes; wait for them rather than race them.
     wait_for(lambda: pg.psql("select count(*) from pg_stat_activity where datname = 'big'")
              == "0")
+
+
+def test_hostile_database_names_stay_inside_the_catalogue_and_scratch_copies_are_skipped(
+    tmp_path: Path, pg: PgCluster, pg_password_file: Path
+) -> None:
+    hostile = ["../../escape", "a/b", ".hidden"]
+    for name in hostile:
+        pg.psql(f'create database "{name}"')
+        pg.psql("create table t (x int); insert into t values (1), (2)", name)
+    pg.psql("create database socle_drill_left")
+    pg.psql("comment on database socle_drill_left is 'socle-agent: drill scratch database'")
+    try:
+        config = agent_config(tmp_path, pg, pg_password_file, databases=())
+        result = run_job("postgres_backup", config)
+        assert result.status == "ok", result.error
+        backups = catalogue.list_backups(config.agent.backup_dir, "postgres")
+        by_subject = {b.manifest.subject: b for b in backups}
+        assert set(hostile) <= set(by_subject)
+        assert "socle_drill_left" not in by_subject
+        root = config.agent.backup_dir / "postgres"
+        for name in hostile:
+            backup = by_subject[name]
+            assert backup.path.parent == root
+            assert backup.path.name.startswith(catalogue.safe_name(name) + "-")
+            assert catalogue.name_from_safe(backup.path.name.rsplit("-", 1)[0]) == name
+            assert backup.manifest.details["row_counts"] == {"public.t": 2}
+        assert not list(tmp_path.parent.glob("escape*")) and not (tmp_path / "escape").exists()
+        assert run_job("postgres_drill", config, options={"database": "a/b"}).status == "ok"
+    finally:
+        for name in [*hostile, "socle_drill_left"]:
+            pg.psql(f'drop database if exists "{name}"')
+
+
+@pytest.mark.parametrize("name", ["app", "../x", "a/b", "é", "%41", "-", "a b"])
+def test_safe_name_gives_one_plain_file_name_and_back(name: str) -> None:
+    encoded = catalogue.safe_name(name)
+    assert "/" not in encoded and not encoded.startswith(".") and encoded
+    assert catalogue.name_from_safe(encoded) == name
+
+
+def test_first_backup_too_large_for_the_disk_is_refused_on_the_next_attempt(
+    tmp_path: Path, pg: PgCluster, big_db: str, pg_password_file: Path,
+    small_fs: Callable[[int], Path],
+) -> None:
+    backup_fs = small_fs(3)
+    extra = "\n[disk]\nmin_free_ratio = 0.0\n"
+    config = agent_config(tmp_path, pg, pg_password_file, extra=extra, databases=("big",),
+                          backup_dir=backup_fs / "backups")
+    first = run_job("postgres_backup", config)
+    assert first.status == "failed" and "No space left on device" in first.error
+    written = load_state(config.agent.state_file)["out_of_space"]["postgres/big"]
+    assert written > 1_000_000
+
+    started = time.monotonic()
+    second = run_job("postgres_backup", config)
+    assert second.status == "failed"
+    assert "disk guard refused the job" in second.error
+    assert "estimated from the bytes written before the last out-of-space failure" in second.error
+    assert time.monotonic() - started < 5
+    assert not list(_dump_dir(config).iterdir())
+
+
+def test_a_database_never_backed_up_is_estimated_from_its_size_and_the_last_ratio(
+    tmp_path: Path, pg: PgCluster, shop_db: str, big_db: str, pg_password_file: Path,
+    small_fs: Callable[[int], Path],
+) -> None:
+    backup_fs = small_fs(6)
+    config = agent_config(tmp_path, pg, pg_password_file, databases=("shop",),
+                          extra="\n[disk]\nmin_free_ratio = 0.0\n",
+                          backup_dir=backup_fs / "backups")
+    assert run_job("postgres_backup", config).status == "ok"
+    result = run_job("postgres_backup", config, options={"database": "big"})
+    assert result.status == "failed"
+    assert "estimated from the database's size times the last compression ratio" in result.error
+    assert [b.manifest.subject for b in catalogue.list_backups(config.agent.backup_dir)] == [
+        "shop"]

@@ -26,6 +26,8 @@ AGENT_METRICS = {
     "socle_job_failures_total",
     "socle_backup_retained",
     "socle_backup_newest_timestamp_seconds",
+    "socle_backup_expected",
+    "socle_backup_orphans_removed_total",
     "socle_rpo_target_seconds",
     "socle_rto_target_seconds",
     "socle_drill_last_result",
