@@ -22,6 +22,7 @@ class UfwRule:
     + proto: ``tcp``, ``udp`` or ``None`` for any protocol
     + interface: incoming interface (``in on <interface>``), ``None`` for any
     + to: destination network, ``None`` for any
+    + source: source network (``from <source>``), ``None`` for any
     + route: a forwarding rule (``ufw route ...``) instead of one for this host
     + action: ``allow``, ``deny``, ``reject`` or ``limit``
     """
@@ -31,6 +32,7 @@ class UfwRule:
     interface: str | None = None
     to: str | None = None
     route: bool = False
+    source: str | None = None
     action: str = "allow"
 
     def command(self) -> str:
@@ -40,7 +42,8 @@ class UfwRule:
         """
         self._validate()
         prefix = "route " if self.route else ""
-        if self.interface is None and self.to is None and self.port is not None:
+        plain = self.interface is None and self.to is None and self.source is None
+        if plain and self.port is not None:
             short = f"{self.action} {self.port}"
             if self.proto is not None:
                 short += f"/{self.proto}"
@@ -48,11 +51,13 @@ class UfwRule:
         words = [self.action]
         if self.interface is not None:
             words += ["in", "on", self.interface]
+        if self.source is not None:
+            words += ["from", self.source]
         if self.to is not None or self.port is not None:
             words += ["to", self.to or "any"]
             if self.port is not None:
                 words += ["port", str(self.port)]
-        if self.interface is None and self.to is None and self.port is None:
+        if plain and self.port is None:
             words += ["to", "any"]
         if self.proto is not None:
             words += ["proto", self.proto]
@@ -67,7 +72,6 @@ class UfwRule:
             raise ValueError(f"invalid protocol: {self.proto!r}")
         if self.interface is not None and not _INTERFACE.match(self.interface):
             raise ValueError(f"invalid interface name: {self.interface!r}")
-        if self.to is not None:
-            network = ipaddress.ip_network(self.to, strict=True)
-            if str(network) != self.to:
-                raise ValueError(f"network not in canonical form: {self.to!r}")
+        for value in (self.to, self.source):
+            if value is not None and str(ipaddress.ip_network(value, strict=True)) != value:
+                raise ValueError(f"network not in canonical form: {value!r}")
