@@ -10,6 +10,7 @@ from pyinfra import local
 PHASES = (
     "deploys/baseline.py",
     "deploys/wireguard.py",
+    "deploys/k3s.py",
     "deploys/agent.py",
 )
 

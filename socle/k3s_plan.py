@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pyinfra.api.exceptions import DeployError
+
 from socle.exposure import DEFAULT_ALLOWED, AllowedExposure
 from socle.inventory_checks import InventoryDataError, cluster_ranges, vpn_interface
 from socle.versions import K3sPin, VersionsError, k3s_minor
@@ -114,7 +116,7 @@ spec:
 """
 
 
-class K3sRefused(InventoryDataError):
+class K3sRefused(DeployError):
     """The pin, the air-gap files or the node's state forbid what the deploy would do."""
 
 
@@ -225,7 +227,7 @@ def kernel_modules() -> str:
 def node_arch(machine: str) -> str:
     """Return k3s's name for a node's ``uname -m`` (``amd64`` or ``arm64``)."""
     if machine not in ARCHITECTURES:
-        raise K3sRefused("k3s", f"k3s has no release for the node's architecture {machine!r}")
+        raise K3sRefused(f"k3s has no release for the node's architecture {machine!r}")
     return ARCHITECTURES[machine]
 
 
@@ -259,14 +261,12 @@ def binary_change(installed: str | None, pinned: str) -> str:
     old, new = version_key(installed), version_key(pinned)
     if new < old:
         raise K3sRefused(
-            "k3s.version",
             f"the node runs k3s {installed}, newer than the pin {pinned}: going back is a "
             f"rollback, with the datastore snapshot taken before the upgrade: {ROLLBACK_COMMAND}",
         )
     (old_major, old_minor), (new_major, new_minor) = k3s_minor(installed), k3s_minor(pinned)
     if new_major != old_major or new_minor > old_minor + 1:
         raise K3sRefused(
-            "k3s.version",
             f"the node runs k3s {installed} and the pin is {pinned}: k3s upgrades one minor "
             f"version at a time; pin a v{old_major}.{old_minor + 1}.x release first",
         )
@@ -285,13 +285,13 @@ def airgap_files(folder: Path, arch: str) -> AirgapFiles:
     """Return the release's files for ``arch`` in ``folder``, or raise naming what lacks."""
     binary = folder / BINARY_NAMES[arch]
     if not binary.is_file():
-        raise K3sRefused("k3s_airgap_dir", f"{folder} holds no {BINARY_NAMES[arch]} for {arch}")
+        raise K3sRefused(f"k3s_airgap_dir: {folder} holds no {BINARY_NAMES[arch]} for {arch}")
     names = [f"k3s-airgap-images-{arch}{suffix}" for suffix in IMAGES_SUFFIXES]
     found = [folder / name for name in names if (folder / name).is_file()]
     if len(found) != 1:
         raise K3sRefused(
-            "k3s_airgap_dir",
-            f"{folder} must hold exactly one of {', '.join(names)} (found {len(found)})",
+            f"k3s_airgap_dir: {folder} must hold exactly one of {', '.join(names)} "
+            f"(found {len(found)})",
         )
     return AirgapFiles(binary, found[0])
 
@@ -305,12 +305,66 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def agent_kubeconfig_path(data: Mapping[str, Any]) -> str:
+    """Where the agent reads its kubeconfig: its settings' ``postgres.kubernetes.kubeconfig``,
+    else ``/etc/socle/agent-kubeconfig``."""
+    settings = data.get("agent_settings") or {}
+    kube = (settings.get("postgres") or {}).get("kubernetes") or {}
+    path = kube.get("kubeconfig", AGENT_KUBECONFIG)
+    if not isinstance(path, str) or not path.startswith("/etc/socle/"):
+        raise InventoryDataError(
+            "agent_settings.postgres.kubernetes.kubeconfig", f"{path!r} is not under /etc/socle/"
+        )
+    return path
+
+
 def check_sha256(path: Path, expected: str, what: str) -> None:
     """Refuse ``path`` unless its sha256 is the pinned one, naming both."""
     actual = file_sha256(path)
     if actual != expected:
         raise K3sRefused(
-            "k3s_airgap_dir",
             f"sha256 mismatch for {what} {path}: the pin says {expected}, the file is "
             f"{actual}; refusing to install it (nothing on the node was changed)",
         )
+
+
+def rollback_needed(
+    record: Mapping[str, Any] | None,
+    installed: tuple[str | None, str | None],
+    previous_sha256: str | None,
+    pinned: tuple[str, str],
+) -> bool:
+    """Whether the last upgrade is to be rolled back to the pin; raises ``K3sRefused``
+    when it cannot be.
+
+    + record: the rollback record the upgrade wrote (``None`` when there is none)
+    + installed: the installed binary's ``(version, sha256)``
+    + previous_sha256: the sha256 of the binary the upgrade kept
+    + pinned: the pin's ``(version, sha256)``, which must be the previous release again,
+      so that the next deploy keeps it instead of upgrading once more
+
+    Returns ``False`` when the pinned release runs and no upgrade is recorded.
+    """
+    version, sha256 = pinned
+    if record is None:
+        if installed == (version, sha256):
+            return False
+        raise K3sRefused(
+            f"no upgrade to roll back: {ROLLBACK_RECORD} is absent (the node runs "
+            f"{installed[0]}, the pin is {version})"
+        )
+    needed = {"previous_version", "previous_sha256", "snapshot", "upgraded_to"}
+    if not needed <= set(record):
+        raise K3sRefused(f"{ROLLBACK_RECORD} cannot be read: {dict(record)}")
+    if (record["previous_version"], record["previous_sha256"]) != (version, sha256):
+        raise K3sRefused(
+            f"the pin is k3s {version} but the upgrade to roll back came from "
+            f"{record['previous_version']}: put the versions file back to the pin from before "
+            "the upgrade (git revert), so the next deploy keeps it, then run this again"
+        )
+    if previous_sha256 != sha256:
+        raise K3sRefused(
+            f"the kept binary {PREVIOUS_BINARY} does not have the pinned sha256 {sha256} "
+            f"(it has {previous_sha256}): refusing to put it back"
+        )
+    return True

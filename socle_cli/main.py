@@ -33,6 +33,21 @@ def _wireguard_client_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from pyinfra.api.exceptions import PyinfraError
+
+    from socle_cli.kubeconfig import KubeconfigError, write_kubeconfig
+
+    try:
+        host_name = write_kubeconfig(Path(args.inventory), args.output, args.host)
+    except (KubeconfigError, PyinfraError, OSError) as error:
+        print(f"socle: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} (0600): the admin kubeconfig of {host_name}, over the VPN",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `socle` command."""
     parser = argparse.ArgumentParser(prog="socle", description="socle operator commands")
@@ -58,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--output", "-o", type=Path, help="file to write (mode 0600)")
     client.set_defaults(handler=_wireguard_client_config)
+
+    kubeconfig = commands.add_parser(
+        "kubeconfig",
+        help="write an admin kubeconfig (0600) for the cluster, reached over the VPN",
+        description=(
+            "Read the node's admin kubeconfig with sudo over SSH, into memory only, and "
+            "write it with the API server at the node's VPN address (in k3s's tls-san). "
+            "Connect to the VPN first (socle wireguard client-config)."
+        ),
+    )
+    kubeconfig.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    kubeconfig.add_argument("--host", help="the k3s host, when the inventory has several")
+    kubeconfig.add_argument("--output", "-o", type=Path, required=True,
+                            help="file to write, e.g. ~/.kube/socle.yaml (mode 0600)")
+    kubeconfig.set_defaults(handler=_kubeconfig)
     return parser
 
 

@@ -9,7 +9,6 @@ the node itself over SSH.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from socle import inventory_checks
 from socle.wireguard_keys import public_key_of
+from socle_cli.inventory import InventoryError, connected, load_hosts, vpn_host
 
 
 class ClientConfigError(Exception):
@@ -106,41 +106,17 @@ def read_private_key(path: Path, expected_public_key: str) -> str:
     return key
 
 
-def _load_inventory(inventory: Path) -> Any:
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
-    if not inventory.exists():
-        raise ClientConfigError(f"no inventory at {inventory}")
-    # Inventory files are read the way the pyinfra command reads them, in a state.
-    with ctx_state.use(State()):
-        return make_inventory(str(inventory), cwd=os.getcwd())
-
-
-def load_hosts(inventory: Path) -> dict[str, dict[str, Any]]:
-    """Return each host's merged data (host, groups, group_data files) from an inventory."""
-    return {host.name: host.data.dict() for host in _load_inventory(inventory)}
-
-
 def fetch_server_public_key(inventory: Path, host_name: str, interface: str) -> str | None:
     """Read the server's public key from the node over SSH, as a deploy would."""
-    from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.facts import get_fact
 
     from facts.wireguard_state import WireguardInterface
 
-    loaded = _load_inventory(inventory)
-    state = State(loaded, Config())
-    connect_all(state)
     try:
-        node = loaded.get_host(host_name)
-        if not node.connected:
-            raise ClientConfigError(f"cannot connect to {host_name} to read its public key")
-        result = get_fact(state, node, WireguardInterface, kwargs={"interface": interface})
-    finally:
-        disconnect_all(state)
+        with connected(inventory, host_name) as (state, node):
+            result = get_fact(state, node, WireguardInterface, kwargs={"interface": interface})
+    except InventoryError as error:
+        raise ClientConfigError(f"{error} to read its public key") from None
     key: str | None = result["public_key"]
     return key
 
@@ -171,16 +147,10 @@ def write_client_config(
     private_key_file: Path | None = None,
 ) -> str:
     """Return the client configuration of ``peer_name`` for the inventory's VPN host."""
-    hosts = load_hosts(inventory)
-    with_vpn = {name: data for name, data in hosts.items() if data.get("wireguard_address")}
-    if host_name is None:
-        if len(with_vpn) != 1:
-            names = ", ".join(sorted(with_vpn)) or "none"
-            raise ClientConfigError(f"choose the VPN host with --host (hosts with a VPN: {names})")
-        host_name = next(iter(with_vpn))
-    if host_name not in with_vpn:
-        raise ClientConfigError(f"no host {host_name!r} with wireguard_address in {inventory}")
-    data = with_vpn[host_name]
+    try:
+        host_name, data = vpn_host(load_hosts(inventory), host_name, inventory)
+    except InventoryError as error:
+        raise ClientConfigError(str(error)) from None
     inventory_checks.check_wireguard(data)
     peer_keys = {peer["name"]: peer["public_key"] for peer in data.get("wireguard_peers", [])}
     private_key = None

@@ -10,9 +10,9 @@ import pytest
 
 from socle.inventory_checks import InventoryDataError, check_firewall, check_wireguard
 from socle.wireguard_keys import generate_private_key, public_key_of
+from socle_cli.inventory import load_hosts
 from socle_cli.wireguard_client import (
     ClientConfigError,
-    load_hosts,
     plan_client_config,
     read_private_key,
     render_client_config,
