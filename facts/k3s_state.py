@@ -26,7 +26,7 @@ _K3S = shlex.quote(INSTALL_PATH)
 
 
 class K3sInstallState(TypedDict):
-    """What the node holds of k3s, and what it offers k3s."""
+    """What the node holds of k3s's binaries."""
 
     machine: str
     version: str | None
@@ -34,11 +34,7 @@ class K3sInstallState(TypedDict):
     previous_version: str | None
     previous_sha256: str | None
     rollback: dict[str, Any] | None
-    active: str
-    enabled: str
-    images: dict[str, str]
     agent: bool
-    kernel_features: list[str]
 
 
 def _version_of(binary: str) -> str:
@@ -53,17 +49,13 @@ def _sha256_of(path: str) -> str:
 class K3sInstall(FactBase[K3sInstallState]):
     """
     Returns the installed k3s (version and sha256 of ``/usr/local/bin/k3s``), the binary
-    kept for a rollback and the rollback record, the unit's state, the air-gap images
-    in place (file name to sha256), whether socle's agent is installed, and which of the
-    kernel features k3s needs are there (``overlay``, ``br_netfilter``).
+    kept for a rollback and the rollback record, and whether socle's agent is installed.
 
     .. code:: python
 
         {"machine": "x86_64", "version": "v1.33.2+k3s1", "sha256": "9f2c...",
          "previous_version": None, "previous_sha256": None, "rollback": None,
-         "active": "active", "enabled": "enabled",
-         "images": {"k3s-airgap-images-amd64.tar.zst": "41b2..."},
-         "agent": True, "kernel_features": ["overlay", "br_netfilter"]}
+         "agent": True}
     """
 
     @override
@@ -71,15 +63,13 @@ class K3sInstall(FactBase[K3sInstallState]):
     def default() -> K3sInstallState:
         return {
             "machine": "", "version": None, "sha256": None, "previous_version": None,
-            "previous_sha256": None, "rollback": None, "active": "", "enabled": "",
-            "images": {}, "agent": False, "kernel_features": [],
+            "previous_sha256": None, "rollback": None, "agent": False,
         }  # fmt: skip
 
     @override
     def command(self) -> str:
         previous = shlex.quote(PREVIOUS_BINARY)
         record = shlex.quote(ROLLBACK_RECORD)
-        images = shlex.quote(IMAGES_DIR)
         return "; ".join((
             'echo "machine $(uname -m)"',
             f'if [ -x {_K3S} ]; then echo "version {_version_of(INSTALL_PATH)}"; '
@@ -87,14 +77,7 @@ class K3sInstall(FactBase[K3sInstallState]):
             f'if [ -x {previous} ]; then echo "previous_version {_version_of(PREVIOUS_BINARY)}"; '
             f'echo "previous_sha256 {_sha256_of(previous)}"; fi',
             f'if [ -f {record} ]; then echo "rollback $(tr -d "\\n" < {record})"; fi',
-            'echo "active $(systemctl is-active k3s 2>/dev/null)"',
-            'echo "enabled $(systemctl is-enabled k3s 2>/dev/null)"',
-            f"for f in {images}/k3s-airgap-images-*; do "
-            'if [ -f "$f" ]; then echo "images ${f##*/} $(sha256sum < "$f" | cut -d " " -f 1)"; '
-            "fi; done",
             'if [ -x /usr/local/bin/socle-agent ]; then echo "agent yes"; fi',
-            'if grep -qw overlay /proc/filesystems; then echo "feature overlay"; fi',
-            'if [ -d /proc/sys/net/bridge ]; then echo "feature br_netfilter"; fi',
             "true",
         ))  # fmt: skip
 
@@ -105,7 +88,7 @@ class K3sInstall(FactBase[K3sInstallState]):
             key, _, value = line.strip().partition(" ")
             value = value.strip()
             optional = ("version", "sha256", "previous_version", "previous_sha256")
-            if key in ("machine", "active", "enabled") or (key in optional and value):
+            if key == "machine" or (key in optional and value):
                 state[key] = value  # type: ignore[literal-required]
             elif key == "rollback" and value:
                 try:
@@ -113,11 +96,63 @@ class K3sInstall(FactBase[K3sInstallState]):
                 except ValueError:
                     record = {"unreadable": value[:200]}
                 state["rollback"] = record if isinstance(record, dict) else {"unreadable": value}
+            elif key == "agent":
+                state["agent"] = True
+        return state
+
+
+class K3sUnitState(TypedDict):
+    """The k3s unit's state, the air-gap images in place, the kernel's features."""
+
+    active: str
+    enabled: str
+    images: dict[str, str]
+    kernel_features: list[str]
+
+
+class K3sUnit(FactBase[K3sUnitState]):
+    """
+    Returns the k3s unit's ``systemctl is-active`` and ``is-enabled`` answers, the air-gap
+    images archives in place (file name to sha256) and which of the kernel features k3s
+    needs are there (``overlay``, ``br_netfilter``).
+
+    .. code:: python
+
+        {"active": "active", "enabled": "enabled",
+         "images": {"k3s-airgap-images-amd64.tar.zst": "41b2..."},
+         "kernel_features": ["overlay", "br_netfilter"]}
+    """
+
+    @override
+    @staticmethod
+    def default() -> K3sUnitState:
+        return {"active": "", "enabled": "", "images": {}, "kernel_features": []}
+
+    @override
+    def command(self) -> str:
+        images = shlex.quote(IMAGES_DIR)
+        return "; ".join((
+            'echo "active $(systemctl is-active k3s 2>/dev/null)"',
+            'echo "enabled $(systemctl is-enabled k3s 2>/dev/null)"',
+            f"for f in {images}/k3s-airgap-images-*; do "
+            'if [ -f "$f" ]; then echo "images ${f##*/} $(sha256sum < "$f" | cut -d " " -f 1)"; '
+            "fi; done",
+            'if grep -qw overlay /proc/filesystems; then echo "feature overlay"; fi',
+            'if [ -d /proc/sys/net/bridge ]; then echo "feature br_netfilter"; fi',
+            "true",
+        ))  # fmt: skip
+
+    @override
+    def process(self, output: list[str]) -> K3sUnitState:
+        state = self.default()
+        for line in output:
+            key, _, value = line.strip().partition(" ")
+            value = value.strip()
+            if key in ("active", "enabled"):
+                state[key] = value  # type: ignore[literal-required]
             elif key == "images":
                 name, _, digest = value.partition(" ")
                 state["images"][name] = digest
-            elif key == "agent":
-                state["agent"] = True
             elif key == "feature":
                 state["kernel_features"].append(value)
         return state

@@ -23,6 +23,7 @@ from pyinfra.api import (
     StringCommand,
     operation,
 )
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from facts.k3s_state import (
     AGENT_KUBECONFIG_PROGRAM,
@@ -30,6 +31,7 @@ from facts.k3s_state import (
     K3sExposure,
     K3sInstall,
     K3sNodes,
+    K3sUnit,
     KubeObjectDigests,
 )
 from socle.exposure import DEFAULT_ALLOWED, AllowedExposure, describe_refused, refused_exposures
@@ -53,26 +55,34 @@ STAGED_IMAGES = f"{STATE_DIR}/airgap-images.new"
 Command = StringCommand | FileUploadCommand | FunctionCommand
 
 
+_STAGING_DIRS = " ".join(shlex.quote(p) for p in (STATE_DIR, str(Path(STATE_DIR).parent)))
+
+
 def _verify(path: str, sha256: str, what: str) -> StringCommand:
-    """Fail, removing ``path``, unless its sha256 is ``sha256``."""
+    """Fail, removing ``path`` (and socle's staging folders if that leaves them empty),
+    unless its sha256 is ``sha256``."""
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise OperationValueError(f"{sha256!r} is not a sha256")
     quoted = shlex.quote(path)
     return StringCommand(
         f'actual="$(sha256sum < {quoted} | cut -d " " -f 1)"; '
-        f'if [ "$actual" != {sha256} ]; then rm -f {quoted}; '
+        f'if [ "$actual" != {sha256} ]; then rm -f {quoted}; rmdir {_STAGING_DIRS} 2>/dev/null; '
         f'echo "sha256 mismatch for {what}: the pin says {sha256}, the file is $actual;'
         ' refused, nothing was replaced" >&2; exit 1; fi'
     )
 
 
 # Run on the node before an upgrade replaces the binary: a snapshot of the datastore by
-# socle's agent, checked by its drill, then the running binary kept and a record written.
-# Any failure stops the upgrade with the installed k3s untouched.
+# socle's agent, checked by its drill, then the running binary and air-gap images kept
+# and a record written. Any failure removes the staged binary and stops the upgrade with
+# the installed k3s untouched.
 UPGRADE_PROGRAM = r"""
-import json, os, re, shutil, subprocess, sys, time
-agent, installed, previous, record, old_version, old_sha, new_version = sys.argv[1:8]
+import glob, json, os, re, shutil, subprocess, sys, time
+(agent, installed, staged, previous, images_dir, record, old_version, old_sha,
+ new_version) = sys.argv[1:10]
 def fail(why):
+    if os.path.exists(staged):
+        os.remove(staged)
     sys.stderr.write("refusing to upgrade k3s: " + why
                      + "\nThe installed k3s " + old_version + " was not replaced.\n")
     sys.exit(1)
@@ -98,6 +108,11 @@ temp = previous + ".socle-new"
 shutil.copyfile(installed, temp)
 os.chmod(temp, 0o700)
 os.replace(temp, previous)
+kept_images = previous + "-images"
+shutil.rmtree(kept_images, ignore_errors=True)
+os.mkdir(kept_images, 0o700)
+for image in glob.glob(os.path.join(images_dir, "k3s-airgap-images-*")):
+    shutil.copyfile(image, os.path.join(kept_images, os.path.basename(image)))
 entry = {"previous_version": old_version, "previous_sha256": old_sha,
          "upgraded_to": new_version, "snapshot": snapshot, "time": int(time.time())}
 fd = os.open(record + ".socle-new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -107,6 +122,18 @@ os.close(fd)
 os.replace(record + ".socle-new", record)
 print("snapshot " + snapshot + " taken and checked; k3s " + old_version + " kept at " + previous)
 """
+
+
+def _run_live(state: Any, host: Any, command: StringCommand) -> bool:
+    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
+                 if key in CONNECTOR_ARGUMENT_KEYS}
+    ok, _ = host.run_shell_command(command, print_output=True, **arguments)
+    return bool(ok)
+
+
+def _live(*bits: Any) -> FunctionCommand:
+    """A command whose output the operator sees as it comes (long, talkative steps)."""
+    return FunctionCommand(_run_live, (StringCommand(*bits),), {})
 
 
 def _install_staged(staged: str, target: str, mode: str = "0755") -> StringCommand:
@@ -137,7 +164,8 @@ def binary(
     root; a mismatch removes it and fails, naming both checksums, with the installed k3s
     untouched. An upgrade (a newer version, at most one minor ahead) first has socle's
     agent take a datastore snapshot and check it, keeps the running binary as
-    ``/usr/local/lib/socle/k3s/k3s.previous`` and records both for a rollback; without
+    ``/usr/local/lib/socle/k3s/k3s.previous`` (and the air-gap images beside it) and
+    records them for a rollback; without
     the agent, or when the snapshot fails, the upgrade is refused. An older version is
     refused: that is ``deploys/k3s_rollback.py``. The unit is not restarted here.
 
@@ -172,14 +200,16 @@ def binary(
         assert url is not None
         yield StringCommand(
             "curl -fsSL --proto =https --retry 3 --connect-timeout 20 --max-time 900 -o",
-            QuoteString(STAGED_BINARY), QuoteString(url),
+            QuoteString(STAGED_BINARY), QuoteString(url), "|| { rm -f", QuoteString(STAGED_BINARY),
+            f"; rmdir {_STAGING_DIRS} 2>/dev/null; echo 'could not download k3s {version} from'",
+            QuoteString(url), ">&2; exit 1; }",
         )  # fmt: skip
     yield _verify(STAGED_BINARY, sha256, f"the k3s {version} binary")
     if change == "upgrade":
-        arguments = (AGENT, INSTALL_PATH, PREVIOUS_BINARY, ROLLBACK_RECORD,
-                     str(node["version"]), str(node["sha256"]), version)
-        yield StringCommand("python3 -c", QuoteString(UPGRADE_PROGRAM),
-                            *(QuoteString(a) for a in arguments))
+        arguments = (AGENT, INSTALL_PATH, STAGED_BINARY, PREVIOUS_BINARY, IMAGES_DIR,
+                     ROLLBACK_RECORD, str(node["version"]), str(node["sha256"]), version)
+        yield _live("python3 -c", QuoteString(UPGRADE_PROGRAM),
+                    *(QuoteString(a) for a in arguments))
     yield _install_staged(STAGED_BINARY, INSTALL_PATH)
 
 
@@ -195,7 +225,7 @@ def airgap_images(local_file: str, sha256: str) -> Generator[Command, None, None
     ``/var/lib/rancher/k3s/agent/images`` once the new one is in place.
     """
     name = Path(local_file).name
-    node = host.get_fact(K3sInstall)
+    node = host.get_fact(K3sUnit)
     if node["images"] == {name: sha256}:
         host.noop(f"{name} is in place (sha256 checked)")
         return
@@ -215,7 +245,7 @@ def kernel_features(modules: Iterable[str] = KERNEL_MODULES) -> Generator[Comman
     Load the kernel modules k3s needs (``overlay``, ``br_netfilter``) when the kernel
     does not offer their feature yet; boot loads them from ``/etc/modules-load.d``.
     """
-    node = host.get_fact(K3sInstall)
+    node = host.get_fact(K3sUnit)
     missing = [name for name in modules if name not in node["kernel_features"]]
     if not missing:
         host.noop(f"the kernel offers {', '.join(modules)}")
@@ -232,7 +262,7 @@ def service(restart: bool = False) -> Generator[Command, None, None]:
     Enable the k3s unit and start it, or restart it when ``restart``, without waiting:
     ``wait_ready`` waits, with a deadline (the unit itself has none, as k3s's own).
     """
-    node = host.get_fact(K3sInstall)
+    node = host.get_fact(K3sUnit)
     if node["enabled"] != "enabled":
         yield StringCommand("systemctl enable k3s")
     if node["active"] != "active":
@@ -301,15 +331,15 @@ def wait_ready(version: str, timeout: int = 300) -> Generator[Command, None, Non
     Wait until k3s runs and the node is Ready with ``version``, for ``timeout`` seconds
     at most; on time-out fail saying what to look at (unit, journal, node).
     """
-    node = host.get_fact(K3sInstall)
+    node = host.get_fact(K3sUnit)
     nodes = host.get_fact(K3sNodes)
     if node["active"] == "active" and any(
         n["ready"] and n["version"] == version for n in nodes["nodes"]
     ):
         host.noop(f"the node is Ready with k3s {version}")
         return
-    yield StringCommand("python3 -c", QuoteString(WAIT_PROGRAM), QuoteString(INSTALL_PATH),
-                        QuoteString(version), str(int(timeout)))
+    yield _live("python3 -c", QuoteString(WAIT_PROGRAM), QuoteString(INSTALL_PATH),
+                QuoteString(version), str(int(timeout)))
 
 
 def _refuse(state: Any, host: Any, lines: list[str]) -> bool:
@@ -426,8 +456,8 @@ def agent_kubeconfig(
 # Puts back the binary kept by the last upgrade and the datastore snapshot taken before
 # it: both checked first; k3s stopped for the restore, started after.
 ROLLBACK_PROGRAM = r"""
-import json, os, shutil, subprocess, sys, time
-agent, installed, previous, record_path = sys.argv[1:5]
+import glob, json, os, shutil, subprocess, sys, time
+agent, installed, previous, images_dir, record_path = sys.argv[1:6]
 record = json.load(open(record_path))
 snapshot, old, new = record["snapshot"], record["previous_version"], record["upgraded_to"]
 def run(*argv, timeout=3600):
@@ -459,6 +489,12 @@ temp = os.path.join(os.path.dirname(installed), ".k3s.socle-new")
 shutil.copyfile(previous, temp)
 os.chmod(temp, 0o755)
 os.replace(temp, installed)
+kept_images = previous + "-images"
+if os.path.isdir(kept_images):  # the air-gap images as they were before the upgrade
+    for image in glob.glob(os.path.join(images_dir, "k3s-airgap-images-*")):
+        os.remove(image)
+    for image in os.listdir(kept_images):
+        shutil.copyfile(os.path.join(kept_images, image), os.path.join(images_dir, image))
 os.replace(record_path, os.path.join(os.path.dirname(record_path), f"rollback-done-{stamp}.json"))
 run("systemctl", "start", "--no-block", "k3s", timeout=60)
 print(f"k3s {old} is back with the datastore of snapshot {snapshot}; {new} kept at {aside}")
@@ -491,7 +527,7 @@ def rollback(version: str, sha256: str) -> Generator[Command, None, None]:
         return
     if not node["agent"]:
         raise OperationValueError(f"socle's agent ({AGENT}) is needed to restore the snapshot")
-    yield StringCommand("python3 -c", QuoteString(ROLLBACK_PROGRAM), QuoteString(AGENT),
-                        QuoteString(INSTALL_PATH), QuoteString(PREVIOUS_BINARY),
-                        QuoteString(ROLLBACK_RECORD))
+    arguments = (AGENT, INSTALL_PATH, PREVIOUS_BINARY, IMAGES_DIR, ROLLBACK_RECORD)
+    yield _live("python3 -c", QuoteString(ROLLBACK_PROGRAM),
+                *(QuoteString(a) for a in arguments))
 

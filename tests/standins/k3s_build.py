@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib._bootstrap_external
 import io
 import tarfile
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import tomli_w
 import yaml
@@ -56,6 +57,15 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     archive.writestr(info, data)
+    if name.endswith(".py") and name != "__main__.py":
+        # Byte code beside the source, stamped with the entry's time: a Python of the same
+        # version loads it instead of compiling on every call (a zip cannot cache it);
+        # another version falls back to the source.
+        code = compile(data, name, "exec", dont_inherit=True)
+        stamp = int(time.mktime(FIXED_TIME + (0, 0, -1)))
+        pyc = importlib._bootstrap_external._code_to_timestamp_pyc(  # type: ignore[attr-defined]
+            code, stamp, len(data))
+        _add(archive, name + "c", bytes(pyc))
 
 
 def build_binary(version: str, target: Path) -> Path:
@@ -108,15 +118,28 @@ def make_release(version: str, folder: Path) -> StandinRelease:
     return StandinRelease(version, airgap, sha256_of(binary), sha256_of(images))
 
 
+# What the test ingress's image is pinned to in test versions files: the stand-in runs no
+# container, so no registry is asked for it.
+STANDIN_IMAGE_DIGEST = "sha256:" + "0" * 64
+
+
 def write_versions_file(
-    path: Path, release: StandinRelease, base: Path = VERSIONS_FILE, **k3s: Any
+    path: Path,
+    release: StandinRelease,
+    base: Path = VERSIONS_FILE,
+    release_url: str | None = None,
+    binary_sha256: str | None = None,
 ) -> Path:
-    """Write a copy of ``base`` whose k3s pin is the stand-in ``release``; ``k3s`` entries
-    (``binary_sha256=...``) replace single values to make a pin that does not match."""
+    """Write a copy of ``base`` whose k3s pin is the stand-in ``release`` (served from
+    ``release_url`` when given), and whose test-ingress image has a digest.
+    ``binary_sha256`` pins another checksum, for a pin the files do not match."""
     data = tomllib.loads(base.read_text())
-    pins = {"binary": k3s.get("binary_sha256", release.binary_sha256),
-            "airgap_images": k3s.get("images_sha256", release.images_sha256)}
+    pins = {"binary": binary_sha256 or release.binary_sha256,
+            "airgap_images": release.images_sha256}
     data["k3s"]["version"] = release.version
     data["k3s"]["sha256"] = {arch: dict(pins) for arch in BINARY_NAMES}
+    if release_url is not None:
+        data["k3s"]["release_url"] = release_url
+    data["images"]["test-ingress"]["digest"] = STANDIN_IMAGE_DIGEST
     path.write_text(tomli_w.dumps(data))
     return path
