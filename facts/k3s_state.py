@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from pyinfra.api import FactBase
 from typing_extensions import override
 
-from socle.exposure import Exposure, exposures_of
+from socle.exposure import exposures_of
 from socle.k3s_plan import (
     IMAGES_DIR,
     INSTALL_PATH,
@@ -255,22 +255,31 @@ print(json.dumps({"items": kept}))
 """
 
 
-class K3sExposure(FactBase["list[Exposure] | str"]):
+class K3sExposureState(TypedDict):
+    """Why the cluster could not be asked (or ``None``), and what it exposes."""
+
+    error: str | None
+    exposures: list[dict[str, Any]]
+
+
+class K3sExposure(FactBase[K3sExposureState]):
     """
     Returns every way the cluster opens a port on the node (Services of type
     LoadBalancer or NodePort, with externalIPs; pods with hostPort or hostNetwork), as
-    ``socle.exposure.Exposure`` values, or the reason the cluster could not be asked.
+    ``socle.exposure.Exposure`` values in plain data (``Exposure.from_dict`` reads
+    them), or the reason the cluster could not be asked.
 
     .. code:: python
 
-        [Exposure(kind="Service", namespace="kube-system", name="traefik",
-                  how="LoadBalancer", ports=(80, 443))]
+        {"error": None,
+         "exposures": [{"kind": "Service", "namespace": "kube-system", "name": "traefik",
+                        "how": "LoadBalancer", "ports": [80, 443], "carries": None}]}
     """
 
     @override
     @staticmethod
-    def default() -> list[Exposure] | str:
-        return "no answer from the cluster"
+    def default() -> K3sExposureState:
+        return {"error": "no answer from the cluster", "exposures": []}
 
     @override
     def command(self) -> str:
@@ -281,11 +290,12 @@ class K3sExposure(FactBase["list[Exposure] | str"]):
         )
 
     @override
-    def process(self, output: list[str]) -> list[Exposure] | str:
+    def process(self, output: list[str]) -> K3sExposureState:
         answer = json.loads("".join(output))
         if "error" in answer:
-            return str(answer["error"])
-        return exposures_of(answer["items"])
+            return {"error": str(answer["error"]), "exposures": []}
+        return {"error": None,
+                "exposures": [e.as_dict() for e in exposures_of(answer["items"])]}
 
 
 _OBJECTS_PROGRAM = r"""

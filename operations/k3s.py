@@ -34,7 +34,13 @@ from facts.k3s_state import (
     K3sUnit,
     KubeObjectDigests,
 )
-from socle.exposure import DEFAULT_ALLOWED, AllowedExposure, describe_refused, refused_exposures
+from socle.exposure import (
+    DEFAULT_ALLOWED,
+    AllowedExposure,
+    Exposure,
+    describe_refused,
+    refused_exposures,
+)
 from socle.k3s_manifests import CLUSTER_SCOPED, object_ref
 from socle.k3s_plan import (
     IMAGES_DIR,
@@ -124,16 +130,19 @@ print("snapshot " + snapshot + " taken and checked; k3s " + old_version + " kept
 """
 
 
-def _run_live(state: Any, host: Any, command: StringCommand) -> bool:
-    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
+def _run_program(state: Any, host: Any, program: str, *arguments: str) -> bool:
+    """Run one of PROGRAMS with python3 on the node, its output shown as it comes."""
+    command = StringCommand("python3 -c", QuoteString(PROGRAMS[program]),
+                            *(QuoteString(a) for a in arguments))
+    connector = {key: value for key, value in (host.current_op_global_arguments or {}).items()
                  if key in CONNECTOR_ARGUMENT_KEYS}
-    ok, _ = host.run_shell_command(command, print_output=True, **arguments)
+    ok, _ = host.run_shell_command(command, print_output=True, **connector)
     return bool(ok)
 
 
-def _live(*bits: Any) -> FunctionCommand:
-    """A command whose output the operator sees as it comes (long, talkative steps)."""
-    return FunctionCommand(_run_live, (StringCommand(*bits),), {})
+def _program(name: str, *arguments: str) -> FunctionCommand:
+    """A long, talkative step on the node whose output the operator sees live."""
+    return FunctionCommand(_run_program, (name, *arguments), {})
 
 
 def _install_staged(staged: str, target: str, mode: str = "0755") -> StringCommand:
@@ -208,8 +217,7 @@ def binary(
     if change == "upgrade":
         arguments = (AGENT, INSTALL_PATH, STAGED_BINARY, PREVIOUS_BINARY, IMAGES_DIR,
                      ROLLBACK_RECORD, str(node["version"]), str(node["sha256"]), version)
-        yield _live("python3 -c", QuoteString(UPGRADE_PROGRAM),
-                    *(QuoteString(a) for a in arguments))
+        yield _program("upgrade", *arguments)
     yield _install_staged(STAGED_BINARY, INSTALL_PATH)
 
 
@@ -338,8 +346,7 @@ def wait_ready(version: str, timeout: int = 300) -> Generator[Command, None, Non
     ):
         host.noop(f"the node is Ready with k3s {version}")
         return
-    yield _live("python3 -c", QuoteString(WAIT_PROGRAM), QuoteString(INSTALL_PATH),
-                QuoteString(version), str(int(timeout)))
+    yield _program("wait", INSTALL_PATH, version, str(int(timeout)))
 
 
 def _refuse(state: Any, host: Any, lines: list[str]) -> bool:
@@ -361,12 +368,12 @@ def exposure_guard(
     deploy, each offending object named with its namespace.
     """
     entries = tuple(allowed)
-    exposures = host.get_fact(K3sExposure)
-    if isinstance(exposures, str):
-        message = f"cannot list the cluster's Services and Pods: {exposures}"
+    found = host.get_fact(K3sExposure)
+    if found["error"] is not None:
+        message = f"cannot list the cluster's Services and Pods: {found['error']}"
         yield FunctionCommand(_refuse, ([message],), {})
         return
-    refused = refused_exposures(exposures, entries)
+    refused = refused_exposures((Exposure.from_dict(e) for e in found["exposures"]), entries)
     if not refused:
         allowed_names = ", ".join(f"{e.namespace}/{e.service} {list(e.ports)}" for e in entries)
         host.noop(f"nothing public but the allowed ({allowed_names})")
@@ -528,6 +535,7 @@ def rollback(version: str, sha256: str) -> Generator[Command, None, None]:
     if not node["agent"]:
         raise OperationValueError(f"socle's agent ({AGENT}) is needed to restore the snapshot")
     arguments = (AGENT, INSTALL_PATH, PREVIOUS_BINARY, IMAGES_DIR, ROLLBACK_RECORD)
-    yield _live("python3 -c", QuoteString(ROLLBACK_PROGRAM),
-                *(QuoteString(a) for a in arguments))
+    yield _program("rollback", *arguments)
 
+
+PROGRAMS = {"upgrade": UPGRADE_PROGRAM, "wait": WAIT_PROGRAM, "rollback": ROLLBACK_PROGRAM}
