@@ -48,7 +48,6 @@ class RealNode:
     node: TestHost
     outsider: TestHost
     hosts_file: Path
-    first: str
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +63,8 @@ def real_k3s(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     for deploy in ("deploys/baseline.py", "deploys/wireguard.py"):
         harness.run_pyinfra(hosts_file, deploy)
-    first = harness.run_pyinfra(hosts_file, "deploys/k3s.py", "--json", timeout=1800)
-    yield RealNode(node, outsider, hosts_file, first.stdout)
+    harness.run_pyinfra(hosts_file, "deploys/k3s.py", timeout=1800)
+    yield RealNode(node, outsider, hosts_file)
     harness.remove(outsider)
     harness.remove(node)
 
