@@ -33,7 +33,13 @@ from pyinfra.api.exceptions import DeployError
 
 from socle.exposure import DEFAULT_ALLOWED, AllowedExposure
 from socle.inventory_checks import InventoryDataError, cluster_ranges, vpn_interface
-from socle.versions import K3sPin, VersionsError, k3s_minor
+from socle.versions import (
+    VERSIONS_FILE_KEY,
+    K3sPin,
+    VersionsError,
+    host_versions_file,
+    k3s_minor,
+)
 
 INSTALL_PATH = "/usr/local/bin/k3s"
 # Root-only: the previous binary, a binary being staged, and the rollback record.
@@ -141,9 +147,10 @@ def k3s_settings(data: Mapping[str, Any]) -> K3sSettings:
     airgap = data.get("k3s_airgap_dir")
     if airgap is not None and (not isinstance(airgap, str) or not Path(airgap).is_dir()):
         raise InventoryDataError("k3s_airgap_dir", f"{airgap!r} is not a folder on this machine")
-    versions_file = data.get("socle_versions_file")
-    if versions_file is not None and not isinstance(versions_file, str):
-        raise InventoryDataError("socle_versions_file", f"{versions_file!r} is not a path")
+    try:
+        versions_file = host_versions_file(data)
+    except VersionsError as error:
+        raise InventoryDataError(VERSIONS_FILE_KEY, str(error)) from None
     timeout = data.get("k3s_ready_timeout", DEFAULT_READY_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 10 <= timeout <= 3600:
         raise InventoryDataError("k3s_ready_timeout", f"{timeout!r} is not 10 to 3600 seconds")
@@ -160,7 +167,7 @@ def k3s_settings(data: Mapping[str, Any]) -> K3sSettings:
         pod_cidr=str(ranges["cluster_pod_cidr"]),
         service_cidr=str(ranges["cluster_service_cidr"]),
         airgap_dir=Path(airgap) if airgap else None,
-        versions_file=Path(versions_file) if versions_file else None,
+        versions_file=versions_file,
         ready_timeout=timeout,
         test_ingress=test_ingress,
         test_ingress_host=host,

@@ -250,6 +250,21 @@ def parse_versions(data: Mapping[str, Any], source: str = "versions.toml") -> Ve
                     images=images)
 
 
+# The inventory key naming another versions file than versions.toml for a host: a
+# staging pin, or the one a test makes for its stand-ins. Production leaves it unset.
+VERSIONS_FILE_KEY = "socle_versions_file"
+
+
+def host_versions_file(data: Mapping[str, Any]) -> Path | None:
+    """The versions file a host's inventory data names, or ``None`` for versions.toml."""
+    value = data.get(VERSIONS_FILE_KEY)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise VersionsError(f"inventory key {VERSIONS_FILE_KEY!r}: {value!r} is not a path")
+    return Path(value)
+
+
 def load_versions(path: Path | str | None = None) -> Versions:
     """Read and check the versions file (``versions.toml`` at the repository root)."""
     file = Path(path) if path is not None else VERSIONS_FILE

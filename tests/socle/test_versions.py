@@ -97,3 +97,12 @@ def test_an_image_is_pinned_by_digest_or_refused(pinned: dict[str, Any]) -> None
     pinned["images"]["test-ingress"]["tag"] = "latest"
     with pytest.raises(VersionsError, match="latest"):
         parse_versions(pinned)
+
+
+def test_a_host_may_name_another_versions_file(tmp_path: Any) -> None:
+    from socle.versions import host_versions_file
+
+    assert host_versions_file({}) is None
+    assert str(host_versions_file({"socle_versions_file": "/tmp/v.toml"})) == "/tmp/v.toml"
+    with pytest.raises(VersionsError, match="socle_versions_file"):
+        host_versions_file({"socle_versions_file": 3})
