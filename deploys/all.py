@@ -15,6 +15,8 @@ PHASES = (
           "sshd -t and /etc/ssh/sshd_config.d/, `ufw status verbose` on the node"),
     Phase("wireguard", "deploys/wireguard.py",
           "`systemctl status wg-quick@wg0` and `wg show` on the node"),
+    Phase("k3s", "deploys/k3s.py",
+          "`systemctl status k3s`, `journalctl -u k3s` and `k3s kubectl get nodes` on the node"),
     Phase("agent", "deploys/agent.py",
           "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
     Phase("offsite", "deploys/offsite.py",

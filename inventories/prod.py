@@ -1,7 +1,7 @@
 """The production VPS (OVH, Ubuntu 24.04), reached over SSH as `ubuntu` with sudo.
 
-    pyinfra inventories/prod.py deploys/baseline.py
-    pyinfra inventories/prod.py deploys/wireguard.py
+    pyinfra inventories/prod.py deploys/all.py          # every phase, in order
+    pyinfra inventories/prod.py deploys/k3s.py          # one phase
 
 Its data is in group_data/prod.py. Both are a template: every value marked PLACEHOLDER
 (and any documentation address or example.org name) must be replaced first; until then

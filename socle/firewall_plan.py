@@ -1,7 +1,7 @@
 """The UFW rules the inventory asks for, shared by every deploy that touches the firewall.
 
-Both phase 1 and phase 2 apply the whole set, so running one after the other (in any
-order) never removes the other's rules.
+Phases 1, 2 and 3 each apply the whole set, so running one after the other (in any
+order) never removes another's rules.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
 
     Public: each ``ufw_public_tcp`` port and ``wireguard_port``/udp. On the VPN
     interface only: each ``wireguard_admin_tcp_ports`` port. Forwarded from the VPN
-    interface: ``cluster_pod_cidr`` and ``cluster_service_cidr``.
+    interface: ``cluster_pod_cidr`` and ``cluster_service_cidr``. From the cluster's pod
+    and service ranges (the rules k3s documents for UFW hosts, so pods reach the node's
+    API and DNS): anything; those sources are never public addresses.
     """
     interface = data.get("wireguard_interface", DEFAULT_INTERFACE)
     public = data.get("ufw_public_tcp", DEFAULT_PUBLIC_TCP)
@@ -42,6 +44,9 @@ def firewall_rules(data: Mapping[str, Any]) -> list[UfwRule]:
     rules += [
         UfwRule(route=True, interface=interface, to=str(ranges[key]))
         for key in ("cluster_pod_cidr", "cluster_service_cidr")
+    ]
+    rules += [
+        UfwRule(source=str(ranges[key])) for key in ("cluster_pod_cidr", "cluster_service_cidr")
     ]
     metrics = data.get("agent_settings", {}).get("metrics")
     if metrics:

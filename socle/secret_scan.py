@@ -52,7 +52,7 @@ _REFERENCE = re.compile(
     r"None|null|true|false|\d+)$",
     re.IGNORECASE,
 )
-_WORDS = re.compile(r"[a-z]+(?:[-_.][a-z]+)*")
+_WORDS = re.compile(r"[a-z]+(?:[-_./][a-z]+)*")
 _SOPS_FILE = re.compile(r"[^/]\.sops\.(?:ya?ml|json|env|ini)$")
 _BINARY_SUFFIXES = (".png", ".jpg", ".gz", ".tgz", ".zip", ".whl", ".db", ".zst", ".tar")
 

@@ -32,8 +32,8 @@ class UfwRule:
     interface: str | None = None
     to: str | None = None
     route: bool = False
-    action: str = "allow"
     source: str | None = None
+    action: str = "allow"
 
     def command(self) -> str:
         """Return the rule in UFW's canonical form, e.g. ``allow 22/tcp``.
@@ -42,12 +42,8 @@ class UfwRule:
         """
         self._validate()
         prefix = "route " if self.route else ""
-        if (
-            self.interface is None
-            and self.to is None
-            and self.source is None
-            and self.port is not None
-        ):
+        plain = self.interface is None and self.to is None and self.source is None
+        if plain and self.port is not None:
             short = f"{self.action} {self.port}"
             if self.proto is not None:
                 short += f"/{self.proto}"
@@ -57,11 +53,11 @@ class UfwRule:
             words += ["in", "on", self.interface]
         if self.source is not None:
             words += ["from", self.source]
-        if self.to is not None or self.port is not None or self.source is not None:
+        if self.to is not None or self.port is not None:
             words += ["to", self.to or "any"]
             if self.port is not None:
                 words += ["port", str(self.port)]
-        if self.interface is None and self.to is None and self.port is None:
+        if plain and self.port is None:
             words += ["to", "any"]
         if self.proto is not None:
             words += ["proto", self.proto]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,21 @@ class PostgresqlPin:
 
 
 @dataclass(frozen=True)
+class ImagePin:
+    """A container image at an exact tag, pinned by digest."""
+
+    name: str
+    image: str
+    tag: str
+    digest: str
+
+    def require_reference(self) -> str:
+        """Return ``image:tag@digest``, or raise ``UnconfirmedPin`` without a digest."""
+        digest = _require(self.digest, f"images.{self.name}.digest", self.name)
+        return f"{self.image}:{self.tag}@{digest}"
+
+
+@dataclass(frozen=True)
 class Versions:
     """Everything ``versions.toml`` pins."""
 
@@ -143,6 +158,7 @@ class Versions:
     charts: Mapping[str, ChartPin]
     postgresql: PostgresqlPin
     source: str
+    images: Mapping[str, ImagePin] = field(default_factory=dict)
 
 
 def k3s_minor(version: str) -> tuple[int, int]:
@@ -240,7 +256,37 @@ def parse_versions(data: Mapping[str, Any], source: str = "versions.toml") -> Ve
         tag=tag,
         digest=_checksum(postgresql, "digest", "postgresql", _DIGEST),
     )
-    return Versions(k3s=k3s_pin, charts=charts, postgresql=postgresql_pin, source=source)
+    images = {}
+    for name, entry in (data.get("images") or {}).items():
+        where = f"images.{name}"
+        if not isinstance(entry, Mapping):
+            raise VersionsError(f"versions.toml: [{where}] is not a table")
+        tag = _string(entry, "tag", where, _TAG)
+        if tag == "latest":
+            raise VersionsError(f"versions.toml: {where}.tag = 'latest' floats; pin a version")
+        images[name] = ImagePin(
+            name=name,
+            image=_string(entry, "image", where, _IMAGE),
+            tag=tag,
+            digest=_checksum(entry, "digest", where, _DIGEST),
+        )
+    return Versions(k3s=k3s_pin, charts=charts, postgresql=postgresql_pin, source=source,
+                    images=images)
+
+
+# The inventory key naming another versions file than versions.toml for a host: a
+# staging pin, or the one a test makes for its stand-ins. Production leaves it unset.
+VERSIONS_FILE_KEY = "socle_versions_file"
+
+
+def host_versions_file(data: Mapping[str, Any]) -> Path | None:
+    """The versions file a host's inventory data names, or ``None`` for versions.toml."""
+    value = data.get(VERSIONS_FILE_KEY)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise VersionsError(f"inventory key {VERSIONS_FILE_KEY!r}: {value!r} is not a path")
+    return Path(value)
 
 
 def load_versions(path: Path | str | None = None) -> Versions:

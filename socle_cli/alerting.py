@@ -90,7 +90,7 @@ def _run(action: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `maintenance` and `alert` to the `socle` command line."""
 
     def where(parser: argparse.ArgumentParser) -> None:

@@ -14,9 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
+import sys
 import tomllib
 import urllib.error
 import urllib.parse
@@ -27,8 +29,10 @@ from pathlib import Path
 
 from socle.versions import (
     ARCHITECTURES,
+    VERSIONS_FILE,
     K3sPin,
     PostgresqlPin,
+    VersionsError,
     k3s_airgap_images_name,
     k3s_binary_name,
     k3s_checksums_name,
@@ -194,3 +198,36 @@ def pin(what: str, path: Path, check: bool, fetch: Fetch = _fetch) -> list[str]:
 def _table_text(text: str, table: str) -> str:
     match = re.search(rf"^\[{re.escape(table)}\]\s*$(?P<body>.*?)(?=^\[|\Z)", text, re.M | re.S)
     return match.group("body") if match else ""
+
+
+def _pins_command(args: argparse.Namespace) -> int:
+    try:
+        changes = pin(args.what, args.versions_file, check=args.check)
+    except (PinError, VersionsError, OSError) as error:
+        print(f"socle: {error}", file=sys.stderr)
+        return 1
+    for change in changes:
+        print(("differs: " if args.check else "pinned: ") + change)
+    if not changes:
+        print(f"{args.versions_file} matches the publishers", file=sys.stderr)
+    return 1 if args.check and changes else 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `pins` to the `socle` command line."""
+    pins = commands.add_parser(
+        "pins",
+        help="fill versions.toml's checksums and digests in from their publishers",
+        description=(
+            "Read the k3s release's published sha256sum-<arch>.txt files and the PostgreSQL "
+            "image's digest from its registry, and write them into the versions file. "
+            "Nothing is computed locally; a publisher that does not answer leaves the file "
+            "as it was."
+        ),
+    )
+    pins.add_argument("what", nargs="?", choices=("k3s", "postgresql", "all"), default="all")
+    pins.add_argument("--versions-file", type=Path, default=VERSIONS_FILE)
+    pins.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a value differs"
+    )
+    pins.set_defaults(handler=_pins_command)

@@ -12,10 +12,12 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import resource
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from socle.secret_scan import scan_repository
-from socle_cli.inventory import NodeSession
+from socle_cli.inventory import InventoryLookupError, NodeSession, load_hosts, node_session
 
 REPO = Path(__file__).resolve().parent.parent
 # Ports worth a look when the whole range is not scanned: the well-known ones, every
@@ -336,3 +338,63 @@ def write_report(folder: Path, host: str, text: str, when: datetime) -> Path:
 def now_utc() -> datetime:
     """The report's timestamp."""
     return datetime.now(UTC)
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from pyinfra.api.exceptions import PyinfraError
+
+
+    started = now_utc()
+    with ExitStack() as stack:
+        try:
+            hosts = load_hosts(args.inventory)
+            host = args.host or (next(iter(hosts)) if len(hosts) == 1 else None)
+            if host is None or host not in hosts:
+                raise InventoryLookupError(f"choose a host with --host ({', '.join(hosts)})")
+        except (InventoryLookupError, PyinfraError) as error:
+            print(f"socle: {error}", file=sys.stderr)
+            return 2
+        try:
+            node = stack.enter_context(node_session(args.inventory, host))
+        except (InventoryLookupError, PyinfraError) as error:
+            print(f"socle: {error}: the checks made on the node are not checked", file=sys.stderr)
+            node = None
+        context = VerifyContext(host_name=host, data=hosts[host], node=node, repo=args.repo)
+        if args.all_ports:
+            context.scan_ports = range(1, 65536)
+        results = run_checks(context)
+    report = render_markdown(host, results, started)
+    sys.stdout.write(report)
+    path = write_report(args.report_dir, host, report, started)
+    print(f"report kept in {path}", file=sys.stderr)
+    if overall(results) is Verdict.NO_GO:
+        return 1
+    if args.strict and any(r.verdict is Verdict.NOT_CHECKED for r in results):
+        return 3
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `verify` to the `socle` command line."""
+    verify = commands.add_parser(
+        "verify",
+        help="run each phase's proof against the host: a Go/No-Go report",
+        description=(
+            "Run the Go/No-Go checks against the host and print the report as Markdown; "
+            "keep it in --report-dir. Exit 1 on No-Go; with --strict, exit 3 when a check "
+            "could not run."
+        ),
+    )
+    verify.add_argument("-i", "--inventory", type=Path, required=True)
+    verify.add_argument("--host", help="the host, when the inventory has several")
+    verify.add_argument("--report-dir", type=Path, default=Path("verify-reports"))
+    verify.add_argument(
+        "--repo", type=Path, default=REPO, help="the repository checked for secrets in clear"
+    )
+    verify.add_argument(
+        "--all-ports", action="store_true", help="scan all 65535 TCP ports (slower)"
+    )
+    verify.add_argument("--strict", action="store_true", help="a check not run fails too")
+    verify.set_defaults(handler=_verify_command)

@@ -9,12 +9,16 @@ the node itself over SSH.
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from socle import inventory_checks
+from socle.sops_secrets import SopsError
 from socle.wireguard_keys import public_key_of
 from socle_cli.inventory import InventoryLookupError, host_with, load_hosts, node_session
 
@@ -166,3 +170,50 @@ def write_client_config(
         allowed_ips=config.allowed_ips,
     )
     return render_client_config(config, private_key)
+
+
+def _client_config_command(args: argparse.Namespace) -> int:
+    from pyinfra.api.exceptions import PyinfraError
+
+
+    try:
+        text = write_client_config(
+            Path(args.inventory), args.peer, args.host, args.private_key_file
+        )
+    except (ClientConfigError, InventoryLookupError, PyinfraError, SopsError, OSError) as error:
+        print(f"socle: {error}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    # The file may hold the admin's private key: readable by its owner only.
+    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as output:
+        output.write(text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `wireguard client-config` to the `socle` command line."""
+    wireguard = commands.add_parser("wireguard", help="WireGuard VPN")
+    wireguard_commands = wireguard.add_subparsers(dest="wireguard_command")
+    client = wireguard_commands.add_parser(
+        "client-config",
+        help="write an admin's WireGuard client configuration from the inventory",
+        description=(
+            "Write the wg-quick configuration of one peer of the inventory: the server's "
+            "endpoint and public key, AllowedIPs covering the VPN, pod and service ranges."
+        ),
+    )
+    client.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    client.add_argument("--peer", required=True, help="a name from wireguard_peers")
+    client.add_argument("--host", help="the VPN host, when the inventory has several")
+    client.add_argument(
+        "--private-key-file",
+        type=Path,
+        help="the peer's private key, checked against its public key in the inventory",
+    )
+    client.add_argument("--output", "-o", type=Path, help="file to write (mode 0600)")
+    client.set_defaults(handler=_client_config_command)

@@ -4,8 +4,9 @@
     python -m tests.demo [--keep]
 
 Three containers play the parts: `node` (the VPS), `admin` (an admin's laptop on the
-VPN) and `outsider` (anyone on the internet). The node's PostgreSQL is a stand-in (a real
-server on the node): production runs it in k3s, which cannot run here.
+VPN) and `outsider` (anyone on the internet). k3s cannot run here: the node gets the
+stand-in k3s of tests/standins (pinned in a versions file made for the demo, installed
+from an air-gap folder), and its PostgreSQL is a stand-in too (a real server on the node).
 """
 
 from __future__ import annotations
@@ -24,18 +25,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
 from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key, socle_command
+from tests.hosts.k3s_node import kubectl
 from tests.hosts.probes import (
     eventually,
     key_login,
     password_login,
     scan_tcp,
-    start_listener,
-    stop_listener,
     tcp_answers,
 )
 from tests.sops_files import write_sops_file
+from tests.standins.k3s_build import make_release, write_versions_file
 
 VPN_ADDRESS = "10.8.0.1"
+K3S_VERSION = "v1.33.2+k3s1"
 
 
 def say(line: str = "") -> None:
@@ -88,12 +90,15 @@ def main() -> int:
         os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
         admin_key, admin_public = new_admin_key(workdir)
         data = agent_node_data(admin_public, password, sops_file)
+        release = make_release(K3S_VERSION, workdir / "k3s")
+        versions = write_versions_file(workdir / "versions.toml", release)
+        data |= {"socle_versions_file": str(versions), "k3s_airgap_dir": str(release.airgap_dir)}
         hosts_file = harness.write_hosts_file(
             DEFAULT_CACHE_DIR / "hosts.json" if args.keep else workdir / "hosts.json",
             [node], data={"node": data},
         )  # fmt: skip
 
-        say("\n== stand-in for the cluster's PostgreSQL (test hosts have no k3s)")
+        say("\n== stand-in for the cluster's PostgreSQL (no real k3s runs here)")
         pyinfra(harness, hosts_file, "tests/hosts/deploys/postgres_standin.py", quiet=True)
         say("\n== the platform")
         started = time.monotonic()
@@ -111,18 +116,29 @@ def main() -> int:
 
         say("phase 2, WireGuard, from the admin's machine:")
         connect_admin(hosts_file, admin, admin_key)
-        start_listener(node, [6443])
-        try:
-            tunnel = eventually(lambda: tcp_answers(admin, VPN_ADDRESS, 6443), 60)
-            results.append(check("6443 (Kubernetes API) through the tunnel", tunnel,
-                                 f"{VPN_ADDRESS}:6443 " + ("answers" if tunnel else "silent")))
-            public = tcp_answers(outsider, node.address, 6443)
-            results.append(check("6443 closed on the public address", not public))
-        finally:
-            stop_listener(node)
+        tunnel = eventually(lambda: tcp_answers(admin, VPN_ADDRESS, 6443), 60)
+        results.append(check("6443 (Kubernetes API) through the tunnel", tunnel,
+                             f"{VPN_ADDRESS}:6443 " + ("answers" if tunnel else "silent")))
+        public = tcp_answers(outsider, node.address, 6443)
+        results.append(check("6443 closed on the public address", not public))
         handshake = node.ssh("sudo wg show wg0 latest-handshakes").stdout.split()
         results.append(check("handshake recorded on the node", len(handshake) == 2
                              and int(handshake[1]) > 0))
+
+        say("phase 3, k3s (the stand-in k3s, pinned and sha256-checked):")
+        nodes = kubectl(node, "get", "nodes", "-o", "json", check=False)
+        ready = nodes.returncode == 0 and all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+            and n["status"]["nodeInfo"]["kubeletVersion"] == K3S_VERSION
+            for n in json.loads(nodes.stdout)["items"]
+        )
+        results.append(check(f"node Ready with the pinned {K3S_VERSION}", ready))
+        kubeconfig = workdir / "kubeconfig"
+        written = socle_command(hosts_file, "kubeconfig", "--inventory", "inventories/test.py",
+                                "--output", str(kubeconfig))
+        results.append(check("socle kubeconfig: a private file for the API at the VPN address",
+                             written.returncode == 0 and kubeconfig.stat().st_mode & 0o077 == 0
+                             and f"https://{VPN_ADDRESS}:6443" in kubeconfig.read_text()))
 
         say("phase 7, the agent: a backup, then a restore drill timed against the RTO:")
         results.append(check("socle-agent active under systemd", node.ssh(
@@ -154,10 +170,10 @@ def main() -> int:
 
         say("reboot of the node:")
         node.restart()
-        back = eventually(lambda: node.ssh("systemctl is-active socle-agent wg-quick@wg0",
+        back = eventually(lambda: node.ssh("systemctl is-active socle-agent wg-quick@wg0 k3s",
                                            check=False).returncode == 0, 120)
         firewall = node.ssh("sudo ufw status", check=False).stdout.startswith("Status: active")
-        results.append(check("firewall, VPN and agent back", back and firewall))
+        results.append(check("firewall, VPN, k3s and agent back", back and firewall))
         results.append(check("still only 22 open from outside", scan_tcp(outsider, node.address)
                              == [22]))
         metrics_back = eventually(lambda: tcp_answers(admin, VPN_ADDRESS, 9464), 120)

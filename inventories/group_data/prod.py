@@ -1,4 +1,4 @@
-"""Production data for phases 1 and 2: SSH, firewall, kernel settings, the VPN.
+"""Production data: SSH, firewall, kernel settings, the VPN, k3s, the agent.
 
 Nothing secret here. The WireGuard public keys marked PLACEHOLDER must be replaced by
 each admin's real public key (`wg genkey | tee key | wg pubkey`); until then the deploy
@@ -91,6 +91,18 @@ wireguard_peers = [
 # The cluster's ranges (k3s defaults), routed to admins over the VPN.
 cluster_pod_cidr = "10.42.0.0/16"
 cluster_service_cidr = "10.43.0.0/16"
+
+# Phase 3: k3s, pinned in versions.toml (deploys/k3s.py). Without an air-gap folder the
+# node downloads the pinned release itself and pulls images; with one, the release's
+# binary and images archive are uploaded from this folder on the operator's machine.
+# k3s_airgap_dir = "/srv/k3s-release/v1.33.2+k3s1"
+# Seconds to wait for the node to be Ready after a start or an upgrade.
+k3s_ready_timeout = 300
+# The proof workload behind Traefik: True installs it, False removes it.
+k3s_test_ingress = False
+k3s_test_ingress_host = "test-ingress.socle.invalid"
+# What may be public past UFW: Traefik's LoadBalancer on 80 and 443, and nothing else.
+k3s_exposure_allowed = [{"namespace": "kube-system", "service": "traefik", "ports": [80, 443]}]
 
 # Phase 7: the node agent. PostgreSQL runs in the cluster: the agent reads the Service's
 # address and the Secret's password with its own ServiceAccount. pg_dump on the node

@@ -32,3 +32,15 @@ def test_production_keeps_ip_forwarding_to_phase_2() -> None:
     sysctls = runpy.run_path(str(GROUP_DATA / "prod.py"))["sysctl_hardening"]
 
     assert not any("forwarding" in key or key == "net.ipv4.ip_forward" for key in sysctls)
+
+
+@pytest.mark.parametrize("group", ["prod", "test"])
+def test_k3s_settings_of_each_group_are_valid(group: str) -> None:
+    from socle.k3s_plan import agent_kubeconfig_path, k3s_settings
+
+    data = runpy.run_path(str(GROUP_DATA / f"{group}.py"))
+
+    settings = k3s_settings(data)
+    assert settings.vpn_address == "10.8.0.1"
+    assert [e.service for e in settings.exposure_allowed] == ["traefik"]
+    assert agent_kubeconfig_path(data) == "/etc/socle/agent-kubeconfig"

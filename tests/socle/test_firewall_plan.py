@@ -25,6 +25,8 @@ def test_firewall_rules_public_then_vpn_only_then_routed() -> None:
         "allow in on wg0 to any port 5432 proto tcp",
         "route allow in on wg0 to 10.42.0.0/16",
         "route allow in on wg0 to 10.43.0.0/16",
+        "allow from 10.42.0.0/16",
+        "allow from 10.43.0.0/16",
     ]
 
 

@@ -84,3 +84,25 @@ def test_a_floating_or_malformed_pin_is_refused_naming_its_key(
 def test_a_missing_file_is_named(tmp_path: Any) -> None:
     with pytest.raises(VersionsError, match="cannot read the versions file"):
         load_versions(tmp_path / "absent.toml")
+
+
+def test_an_image_is_pinned_by_digest_or_refused(pinned: dict[str, Any]) -> None:
+    image = parse_versions(pinned).images["test-ingress"]
+    refusal = r"images\.test-ingress\.digest.*socle pins test-ingress"
+    with pytest.raises(UnconfirmedPin, match=refusal):
+        image.require_reference()
+    pinned["images"]["test-ingress"]["digest"] = "sha256:" + SHA
+    reference = parse_versions(pinned).images["test-ingress"].require_reference()
+    assert reference.endswith(":1.37.0@sha256:" + SHA)
+    pinned["images"]["test-ingress"]["tag"] = "latest"
+    with pytest.raises(VersionsError, match="latest"):
+        parse_versions(pinned)
+
+
+def test_a_host_may_name_another_versions_file(tmp_path: Any) -> None:
+    from socle.versions import host_versions_file
+
+    assert host_versions_file({}) is None
+    assert str(host_versions_file({"socle_versions_file": "/tmp/v.toml"})) == "/tmp/v.toml"
+    with pytest.raises(VersionsError, match="socle_versions_file"):
+        host_versions_file({"socle_versions_file": 3})

@@ -11,9 +11,9 @@ from pyinfra.api.exceptions import InventoryError
 
 from socle.inventory_checks import InventoryDataError
 from socle.wireguard_keys import generate_private_key, public_key_of
+from socle_cli.inventory import load_hosts
 from socle_cli.wireguard_client import (
     ClientConfigError,
-    load_hosts,
     plan_client_config,
     read_private_key,
     render_client_config,

@@ -19,8 +19,6 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from socle_agent.sources.k3s import datastore_path
-
 KINE_SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS kine (
@@ -176,6 +174,10 @@ def install_server(root: Path, template_db: Path) -> tuple[Path, Path, dict[str,
 
     Returns the server dir, the config file, and what `make_server_dir` wrote.
     """
+    # Imported here: the stand-in k3s program carries this module to test hosts, where
+    # the agent's package is not installed.
+    from socle_agent.sources.k3s import datastore_path
+
     server_dir = root / "var" / "lib" / "rancher" / "k3s" / "server"
     config_file = root / "etc" / "rancher" / "k3s" / "config.yaml"
     datastore_path(server_dir).parent.mkdir(parents=True)

@@ -62,6 +62,63 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+def insert_revision(
+    conn: sqlite3.Connection,
+    name: str,
+    value: bytes | None,
+    prev_revision: int = 0,
+    deleted: bool = False,
+) -> int:
+    """Write one kine revision of `name` as kine does, in one transaction; return its id.
+
+    The compaction row moves to the new revision in the same transaction, so a consistent
+    copy of the datastore always has the compaction row pointing at its highest id.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "INSERT INTO kine (name, created, deleted, create_revision, prev_revision,"
+            " lease, value, old_value) VALUES (?, ?, ?, ?, ?, 0, ?, NULL)",
+            (name, 0 if prev_revision else 1, 1 if deleted else 0, prev_revision,
+             prev_revision, value),
+        )  # fmt: skip
+        new_id = cur.lastrowid
+        assert new_id is not None
+        conn.execute("UPDATE kine SET prev_revision = ? WHERE name = ?", (new_id, COMPACT_KEY))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return new_id
+
+
+class LeaseWriter:
+    """Renews lease keys in turn, one kine revision per write, as a k3s server does."""
+
+    def __init__(self, conn: sqlite3.Connection, value_size: int = 1500, keys: int = 50) -> None:
+        self.conn = conn
+        self.value_size = value_size
+        self.names = [f"{LEASE_PREFIX}node-{i}" for i in range(keys)]
+        self.last_rev: dict[str, int] = dict(
+            conn.execute(
+                "SELECT name, max(id) FROM kine WHERE name LIKE ? GROUP BY name",
+                (LEASE_PREFIX + "%",),
+            ).fetchall()
+        )
+        self.rng = random.Random(42)
+        self.count = 0
+
+    def write_one(self) -> int:
+        """Write the next lease revision and return its id (raises sqlite3.Error)."""
+        name = self.names[self.count % len(self.names)]
+        self.count += 1
+        value = object_value(self.rng, name, self.count, self.value_size)
+        new_id = insert_revision(self.conn, name, value, self.last_rev.get(name, 0))
+        self.last_rev[name] = new_id
+        return new_id
+
+
 def _run(db: Path, out: Path, interval: float, value_size: int, keys: int) -> int:
     stopping = False
 
@@ -72,42 +129,19 @@ def _run(db: Path, out: Path, interval: float, value_size: int, keys: int) -> in
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     conn = connect(db)
-    last_rev: dict[str, int] = dict(
-        conn.execute(
-            "SELECT name, max(id) FROM kine WHERE name LIKE ? GROUP BY name", (LEASE_PREFIX + "%",)
-        ).fetchall()
-    )
-    rng = random.Random(42)
-    names = [f"{LEASE_PREFIX}node-{i}" for i in range(keys)]
+    writer = LeaseWriter(conn, value_size=value_size, keys=keys)
     errors: list[str] = []
     samples: list[tuple[float, float]] = []
     writes = 0
     last_id = 0
     print("ready", flush=True)
-    i = 0
     while not stopping:
-        name = names[i % keys]
-        i += 1
-        prev = last_rev.get(name, 0)
         t0 = time.monotonic()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            cur = conn.execute(
-                "INSERT INTO kine (name, created, deleted, create_revision, prev_revision,"
-                " lease, value, old_value) VALUES (?, ?, 0, ?, ?, 0, ?, NULL)",
-                (name, 0 if prev else 1, prev, prev, object_value(rng, name, i, value_size)),
-            )
-            new_id = cur.lastrowid
-            assert new_id is not None
-            conn.execute("UPDATE kine SET prev_revision = ? WHERE name = ?", (new_id, COMPACT_KEY))
-            conn.execute("COMMIT")
+            last_id = writer.write_one()
         except sqlite3.Error as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
         else:
-            last_rev[name] = new_id
-            last_id = new_id
             writes += 1
         samples.append((t0, time.monotonic() - t0))
         if interval > 0:
