@@ -126,6 +126,18 @@ def kubectl(node: TestHost, *args: str, check: bool = True) -> subprocess.Comple
     return node.exec([K3S, "kubectl", *args], check=check)
 
 
+def apply(node: TestHost, obj: dict[str, Any]) -> None:
+    """``k3s kubectl apply`` one object on the node."""
+    put_files(node, "/root/objects", {"object.json": json.dumps(obj).encode()})
+    kubectl(node, "apply", "-f", "/root/objects/object.json")
+
+
+def config_map(name: str) -> dict[str, Any]:
+    """A ConfigMap ``name`` in ``default``, a marker object for datastore round trips."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}, "data": {"written": name}}
+
+
 def kubectl_json(node: TestHost, *args: str) -> dict[str, Any]:
     """``k3s kubectl ARGS -o json``, parsed."""
     result: dict[str, Any] = json.loads(kubectl(node, *args, "-o", "json").stdout)
