@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.harness.hosts import Harness, TestHost, changed_operations  # noqa: E402
-from tests.hosts.k3s_node import k3s_node_data  # noqa: E402
-from tests.standins.k3s_build import make_release, write_versions_file  # noqa: E402
+from tests.hosts.k3s_node import k3s_node_data, standin_k3s_data  # noqa: E402
 
 PHASES = (
     ("1 baseline", "deploys/baseline.py"),
@@ -78,9 +77,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="socle-bench-phases-"))
-    release = make_release("v1.33.2+k3s1", work)
-    versions = write_versions_file(work / "versions.toml", release)
-    data = k3s_node_data(PEER_PUBLIC_KEY, versions, k3s_airgap_dir=str(release.airgap_dir))
+    k3s = standin_k3s_data(work)
+    data = k3s_node_data(PEER_PUBLIC_KEY, Path(k3s["socle_versions_file"]),
+                         k3s_airgap_dir=k3s["k3s_airgap_dir"])
     results: list[dict[str, float]] = []
     with Harness() as harness:
         for round_ in range(args.rounds):

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from socle.versions import load_versions
 from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
 from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key, socle_command
-from tests.hosts.k3s_node import kubectl
+from tests.hosts.k3s_node import kubectl, standin_k3s_data
 from tests.hosts.probes import (
     eventually,
     key_login,
@@ -34,10 +35,9 @@ from tests.hosts.probes import (
     tcp_answers,
 )
 from tests.sops_files import write_sops_file
-from tests.standins.k3s_build import make_release, write_versions_file
 
 VPN_ADDRESS = "10.8.0.1"
-K3S_VERSION = "v1.33.2+k3s1"
+K3S_VERSION = load_versions().k3s.version
 
 
 def say(line: str = "") -> None:
@@ -90,9 +90,7 @@ def main() -> int:
         os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
         admin_key, admin_public = new_admin_key(workdir)
         data = agent_node_data(admin_public, password, sops_file)
-        release = make_release(K3S_VERSION, workdir / "k3s")
-        versions = write_versions_file(workdir / "versions.toml", release)
-        data |= {"socle_versions_file": str(versions), "k3s_airgap_dir": str(release.airgap_dir)}
+        data |= standin_k3s_data(workdir)
         hosts_file = harness.write_hosts_file(
             DEFAULT_CACHE_DIR / "hosts.json" if args.keep else workdir / "hosts.json",
             [node], data={"node": data},

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from socle.versions import load_versions
 from tests.harness.hosts import TestHost
 from tests.hosts.probes import wait_until
-from tests.standins.k3s_build import StandinRelease
+from tests.standins.k3s_build import StandinRelease, make_release, write_versions_file
 
 K3S = "/usr/local/bin/k3s"
 FIXTURES = "/var/lib/rancher/k3s/standin/objects"
@@ -95,6 +96,14 @@ def k3s_node_data(admin_public_key: str, versions_file: Path, **extra: Any) -> d
         "agent_secrets": [],
         **extra,
     }
+
+
+def standin_k3s_data(folder: Path) -> dict[str, str]:
+    """Host data installing the stand-in k3s at the pinned version from an air-gap folder:
+    the release laid out under ``folder`` and a versions file pinning its checksums."""
+    release = make_release(load_versions().k3s.version, folder / "k3s-release")
+    versions = write_versions_file(folder / "k3s-versions.toml", release)
+    return {"socle_versions_file": str(versions), "k3s_airgap_dir": str(release.airgap_dir)}
 
 
 def put_files(host: TestHost, folder: str, files: dict[str, bytes], mode: int = 0o644) -> None:

@@ -18,13 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from socle.versions import load_versions
 from socle.wireguard_keys import generate_private_key
 from tests.harness.hosts import REPO_ROOT, Harness, TestHost
 from tests.hosts.admin import install_client_config, new_admin_key, socle_command
-from tests.hosts.k3s_node import apply, config_map, k3s_node_data, kubectl_json
+from tests.hosts.k3s_node import (
+    apply,
+    config_map,
+    k3s_node_data,
+    kubectl_json,
+    standin_k3s_data,
+)
 from tests.sops_files import write_sops_file
-from tests.standins.k3s_build import make_release, write_versions_file
 
 pytestmark = pytest.mark.host
 
@@ -56,22 +60,22 @@ def pair(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     workdir = tmp_path_factory.mktemp("dr")
     a, b = harness.start("dr-a"), harness.start("dr-b")
     admin = harness.start("dr-admin")
-    release = make_release(load_versions().k3s.version, workdir / "releases")
-    versions = write_versions_file(workdir / "versions.toml", release)
     password = secrets.token_urlsafe(18)
     server_key = generate_private_key()
     sops_file, age_key = write_sops_file(
         workdir, {"postgres_password": password, "wireguard_private_key": server_key}
     )
     admin_key, admin_public = new_admin_key(workdir)
+    k3s = standin_k3s_data(workdir)
     common = {
-        "k3s_airgap_dir": str(release.airgap_dir),
+        "k3s_airgap_dir": k3s["k3s_airgap_dir"],
         "agent_settings": agent_settings(),
         "agent_secrets": [{"path": "/etc/socle/postgres-password", "sops_file": str(sops_file),
                            "key": "postgres_password"}],
         "standin_postgres_password": password,
         "wireguard_private_key_sops": str(sops_file),
     }  # fmt: skip
+    versions = Path(k3s["socle_versions_file"])
     data = {host.name: k3s_node_data(admin_public, versions, **common) for host in (a, b)}
     hosts_file = harness.write_hosts_file(workdir / "hosts.json", [a, b], data=data)
     with pytest.MonkeyPatch.context() as environment:

@@ -1,6 +1,6 @@
-"""`socle verify` on a node with phases 1, 2 and 7: Go when healthy, No-Go naming the phase
-and the evidence after each kind of breakage (a public port, a secret committed in clear,
-a failing drill, the agent stopped past the RPO).
+"""`socle verify` on a node with the platform (phase 3 on the stand-in k3s): Go when
+healthy, No-Go naming the phase and the evidence after each kind of breakage (a public
+port, a secret committed in clear, a failing drill, the agent stopped past the RPO).
 
 The node's PostgreSQL is a stand-in (a real server on the node), as in the agent's tests.
 """
@@ -20,6 +20,7 @@ import pytest
 
 from tests.harness.hosts import REPO_ROOT, Harness, TestHost
 from tests.hosts.admin import agent_node_data, connect_admin, new_admin_key, socle_command
+from tests.hosts.k3s_node import standin_k3s_data
 from tests.hosts.probes import start_listener, stop_listener
 from tests.sops_files import write_sops_file
 
@@ -51,7 +52,7 @@ def verified(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iter
     password = secrets.token_urlsafe(18)
     sops_file, key_file = write_sops_file(workdir, {"postgres_password": password})
     admin_key, admin_public = new_admin_key(workdir)
-    data = {**agent_node_data(admin_public, password, sops_file),
+    data = {**agent_node_data(admin_public, password, sops_file), **standin_k3s_data(workdir),
             "agent_settings": agent_settings_with_short_rpo()}  # fmt: skip
     hosts_file = harness.write_hosts_file(workdir / "hosts.json", [node], data={node.name: data})
     with pytest.MonkeyPatch.context() as environment:
