@@ -49,6 +49,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from socle_agent import catalogue
+from socle_agent.archives import extract_all
 from socle_agent.base import (
     DrillFailed,
     DrillRecord,
@@ -445,8 +446,8 @@ def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
     archive = backup / manifest.files[0].name
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            # the "data" filter refuses absolute names, links and devices out of `dest`
-            tar.extractall(dest, filter="data")
+            # nothing may land outside `dest`, on every Python (see socle_agent.archives)
+            extract_all(tar, dest)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise SnapshotInvalidError(f"archive cannot be unpacked: {exc}") from exc
     missing = [name for name in REQUIRED_MEMBERS if not (dest / name).exists()]
