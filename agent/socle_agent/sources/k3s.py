@@ -642,6 +642,10 @@ class K3sSource(Source):
             "--snapshot", required=True, metavar="ID", help="snapshot id (see `list --kind k3s`)"
         )
 
+    def restore_backup_id(self, args: argparse.Namespace) -> str:
+        """The snapshot `restore k3s --snapshot ID` names."""
+        return str(args.snapshot)
+
     def restore(self, context: JobContext, args: argparse.Namespace, report: Report) -> str:
         """Put a snapshot back with k3s stopped; the closing text lists what remains to do."""
         config = context.config
