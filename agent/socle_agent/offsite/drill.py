@@ -64,7 +64,7 @@ def choose(context: JobContext, snapshots: list[Snapshot], kinds: tuple[str, ...
            ) -> list[Target]:
     """The newest copy of each subject to drill (see the module docstring)."""
     config = context.config
-    wanted_kind = context.options.get("kind")
+    wanted_kind = context.options.get("only_kind")
     wanted_subject = context.options.get("subject")
     newest: dict[tuple[str, str], Snapshot] = {}
     sources = registry()
@@ -118,7 +118,7 @@ def drill_job(context: JobContext) -> JobOutcome:
     targets = choose(context, restic.snapshots(context), kinds)
     if not targets:
         raise OffsiteError("no off-site copy to drill" + (
-            f" of {context.options['kind']}" if context.options.get("kind") else ""))
+            f" of {context.options['only_kind']}" if context.options.get("only_kind") else ""))
     verdicts = []
     for target in targets:
         context.check(f"drilling the off-site copy of {target.kind}/{target.subject}")

@@ -59,7 +59,9 @@ def _copy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _drill_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", choices=backup_kinds(), help="only copies of this kind")
+    # not `kind`: the command line's own name for the source (`drill offsite`)
+    parser.add_argument("--kind", dest="only_kind", choices=backup_kinds(),
+                        help="only copies of this kind")
     parser.add_argument("--subject", metavar="NAME",
                         help="only this subject (a database's name, ...)")
 
