@@ -26,8 +26,9 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from socle_agent.offsite.environment import parse_environment
 
-from socle.offsite_files import environment_file, parse_environment
+from socle.offsite_files import environment_file
 from socle.offsite_settings import OffsiteSettings, offsite_settings
 
 REAL = ("SOCLE_S3_TEST_ENDPOINT", "SOCLE_S3_TEST_BUCKET", "SOCLE_S3_TEST_REGION",

@@ -25,9 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 from socle_agent.base import EXIT_CONFIG, AgentError
 
-# Characters a value may hold: nothing that sh, systemd or a reader could take apart.
-_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
-_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# The grammar (the deploy writes by it too): a value holds nothing that sh, systemd or a
+# reader could take apart.
+VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
+NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # What restic (and the S3 library in it) reads from the environment; the rest of the file
 # is for the caller.
 PASSED_PREFIXES = ("RESTIC_", "AWS_")
@@ -60,7 +61,7 @@ def parse_environment(text: str) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         name, equals, value = line.partition("=")
-        if not equals or not _NAME.match(name) or not _VALUE.match(value):
+        if not equals or not NAME.match(name) or not VALUE.match(value):
             raise EnvironmentFileError(f"line {number} is not NAME=value of plain characters")
         values[name] = value
     return values
