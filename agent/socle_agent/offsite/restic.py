@@ -41,6 +41,9 @@ INCOMPLETE = 3
 OUTPUT_LIMIT = 256 << 20
 # the problems of a check kept for its report (a damaged repository may list many)
 CHECK_LINES = 2000
+# the lines of restic's error output a failure message quotes
+SAID_LINES = 4
+_RETRY_DELAY = re.compile(r"retrying after [0-9.]+[a-zµ]*s\b")
 # Kept from the caller's environment; everything else restic reads comes from the file.
 KEPT_VARIABLES = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ")
 _HEX_ID = re.compile(r"\b[0-9a-f]{64}\b")
@@ -146,6 +149,31 @@ class _JsonMessages:
         return self.kept
 
 
+class _Said:
+    """What restic said on its error output, for a message: its first problem, and its
+    last lines, each once (a retried request repeats the same line with a new delay)."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.last: deque[str] = deque(maxlen=SAID_LINES)
+
+    def add(self, line: str) -> None:
+        if not line or _progress(line):
+            return
+        line = _RETRY_DELAY.sub("retrying", line)
+        if self.first is None:
+            self.first = line
+        if line in self.last:
+            self.last.remove(line)
+        self.last.append(line)
+
+    def summary(self, lead: str) -> str:
+        lines = list(self.last)
+        if self.first is not None and self.first not in lines:
+            lines = [self.first, "...", *lines]
+        return lead + " | ".join(lines) if lines else ""
+
+
 def parse_time(text: str) -> float:
     """A restic time (RFC 3339, nanoseconds maybe) as a Unix time.
 
@@ -228,10 +256,12 @@ class Restic:
         what = f"restic {args[0]}"
         argv = [self.settings.restic, *self.destination.global_arguments(), *args]
         call = replace(context, deadline=min(context.deadline, time.monotonic() + timeout))
+        said = _Said()
 
         def line(text: str) -> None:
             shown = self.destination.redact(text)
             log.debug("%s: %s", what, shown)
+            said.add(shown)
             if on_line is not None:
                 on_line(shown)
 
@@ -241,12 +271,13 @@ class Restic:
             if time.monotonic() > context.deadline:
                 raise
             raise OffsiteError(
-                f"{what} did not finish within {timeout:.0f} s and was stopped "
-                "(is the off-site host reachable?)") from None
+                f"{what} did not finish within {timeout:.0f} s and was stopped (is the "
+                f"off-site host reachable?){said.summary('; it said: ')}") from None
         except ProgramFailed as exc:
             if exc.status in ok_statuses:
                 return exc.status
-            raise OffsiteError(self.destination.redact(f"{what} failed: {exc}")) from None
+            raise OffsiteError(
+                f"{what} failed (exit status {exc.status}){said.summary(': ')}") from None
         except OSError as exc:
             raise OffsiteError(f"{what} could not run: {exc}") from None
         return 0

@@ -28,7 +28,7 @@ OFFSITE_TOML = """
 environment_file = "{env_file}"
 check_read_data_percent = 100
 call_timeout_seconds = {call_timeout}
-transfer_timeout_seconds = 120
+transfer_timeout_seconds = {transfer_timeout}
 
 [k3s]
 server_dir = "{server_dir}"
@@ -92,7 +92,8 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_node(tmp_path: Path, pg: PgCluster, password_file: Path, files: NodeFiles,
-              template_db: Path, extra: str = "", call_timeout: float = 60) -> OffsiteNode:
+              template_db: Path, extra: str = "", call_timeout: float = 60,
+              transfer_timeout: float = 120) -> OffsiteNode:
     """A node's configuration over `files` (the off-site repository it sends to)."""
     server_dir, config_file, k3s_files = install_server(tmp_path / "k3s", template_db)
     bin_dir = tmp_path / "bin"
@@ -100,7 +101,7 @@ def make_node(tmp_path: Path, pg: PgCluster, password_file: Path, files: NodeFil
     write_command(bin_dir, "systemctl", stdout="inactive\n", status=3)
     text = config_text(tmp_path, pg, password_file) + OFFSITE_TOML.format(
         env_file=files.env_file, server_dir=server_dir, config_file=config_file,
-        call_timeout=call_timeout) + extra
+        call_timeout=call_timeout, transfer_timeout=transfer_timeout) + extra
     path = write_config(tmp_path, text)
     return OffsiteNode(tmp_path, path, files, server_dir, k3s_files, bin_dir)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from socle_agent.manifest import verify_files
 from socle_agent.offsite import records
 from socle_agent.state import load_state
 
-from tests.agent.conftest import Mailbox, PgCluster, mail_toml
+from tests.agent.conftest import Mailbox, PgCluster, free_bytes, mail_toml
 from tests.agent.offsite.conftest import OffsiteNode, make_node
 from tests.agent.offsite_repository import RestServer
 from tests.standins.silent_api import SilentApi
@@ -184,3 +185,29 @@ def test_no_credential_in_a_command_line_or_a_log(
     for secret in secrets:
         assert secret not in written
     assert "***" in failed.error or "127.0.0.1" in failed.error
+
+
+def test_a_full_disk_off_site_fails_the_copy_and_the_next_run_sends_it(
+    tmp_path: Path, pg: PgCluster, shop_db: str, pg_password_file: Path, template_db: Path,
+    small_fs: Callable[[int], Path],
+) -> None:
+    with RestServer(small_fs(24)) as server:
+        files = server.node_files(tmp_path / "etc-offsite", host="full")
+        # restic retries a failed upload for about 45 s: the call's deadline comes first
+        node = make_node(tmp_path, pg, pg_password_file, files, template_db,
+                         transfer_timeout=12)
+        filler = server.root / "filler"
+        subprocess.run(["fallocate", "-l", str(free_bytes(server.root) - 64 * 1024),
+                        str(filler)], check=True)
+
+        full = node.agent("backup", "postgres")
+        state = load_state(node.config().agent.state_file)["jobs"]["offsite_copy"]
+        filler.unlink()
+        again = node.agent("copy", "offsite")
+
+    assert full.returncode == 0, full.stderr
+    assert state["status"] == "failed"
+    assert "restic backup did not finish within 12 s and was stopped" in state["error"]
+    assert "500 Internal Server Error" in state["error"]
+    assert "0 of 1 backups sent before that" in state["error"]
+    assert again.returncode == 0 and "1 backups sent" in again.stdout, again.stderr
