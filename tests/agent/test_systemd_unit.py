@@ -38,7 +38,7 @@ def test_unit_is_sandboxed_and_may_write_only_its_directories() -> None:
         assert values[f"Service.{key}"][0] in ("strict", "true"), key
     writable = " ".join(values["Service.ReadWritePaths"]).split()
     assert writable == ["/var/lib/socle-agent", "/var/backups/socle",
-                        "-/var/lib/rancher/k3s/server/db"]
+                        "-/var/lib/rancher/k3s/server/db", "-/var/cache/socle-offsite"]
 
 
 def test_unit_paths_match_the_sample_configuration() -> None:
