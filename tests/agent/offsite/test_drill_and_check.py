@@ -13,6 +13,7 @@ from socle_agent.offsite import records
 from tests.agent.conftest import PgCluster
 from tests.agent.offsite.conftest import OffsiteNode
 from tests.agent.offsite_repository import RestServer
+from tests.gitops.monitoring.test_socle_agent_rules import AGENT_METRICS
 
 
 def metrics(node: OffsiteNode) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -45,6 +46,10 @@ def test_the_newest_copies_are_drilled_from_off_site_and_timed(
     assert pg.psql("select count(*) from pg_database where datname like 'socle_drill_%'"
                    ).strip() == "0"
     assert [p.name for p in (node.config().agent.backup_dir / "offsite").iterdir()] == []
+    # every off-site metric the alert rules and dashboard may use is exported
+    assert node.agent("check", "offsite").returncode == 0
+    exported = {name.removesuffix("_total") for name, _ in metrics(node)}
+    assert {m for m in AGENT_METRICS if m.startswith("socle_offsite_")} <= exported
 
 
 def test_a_damaged_copy_fails_the_off_site_drill(node: OffsiteNode) -> None:
