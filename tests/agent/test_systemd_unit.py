@@ -69,6 +69,7 @@ KEPT_EXPOSURES = {
     "PrivateUsers=",  # a user namespace would hide root's own files
     "RootDirectory=/RootImage=",  # pg_dump and k3s's files live in the host's tree
     "DeviceAllow=",  # PrivateDevices' own minimal set
+    "SystemCallFilter=~@privileged",  # only @chown, for restic's restores; no capability
 }
 
 
@@ -84,6 +85,7 @@ def test_unit_leaves_only_the_exposures_it_explains(tmp_path: Path) -> None:
     assert overall <= 2.0
     values = unit_values()
     assert values["Service.CapabilityBoundingSet"] == [""]
-    assert values["Service.SystemCallFilter"][0] == "@system-service"
+    assert values["Service.SystemCallFilter"] == ["@system-service", "~@privileged @resources",
+                                                  "@chown"]
     assert values["Service.ProtectProc"] == ["invisible"]
     assert values["Service.SocketBindDeny"] == ["any"]
