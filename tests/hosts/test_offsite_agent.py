@@ -307,7 +307,7 @@ def test_the_scheduled_check_names_a_corrupted_pack_file(site: Site) -> None:
     assert name in record["jobs"]["offsite_check"]["error"]
     assert record["offsite"]["check"]["damaged"] == [name]
     [mail] = [m for m in site.mailbox.messages if m["Subject"] == "[socle] offsite_check FAILED"]
-    assert name in mail.get_payload(decode=True).decode()
+    assert name in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "socle_offsite_check_last_result 0.0" in metrics(node)
 
 
