@@ -12,7 +12,8 @@ process as the daemon runs it: reading what is off-site, the tagged and dated `r
 backup`, the state written) into one repository, and with plain `restic backup` of the
 same folders into another. The order alternates between rounds; the folders are read
 once before each copy so both find them in the page cache. Printed: median wall times,
-their ratio (the target is at most 1.1), and the bytes each second copy sent.
+their ratio and the median of each round's ratio (the target is at most 1.1), and the
+bytes each copy sent.
 """
 
 from __future__ import annotations
@@ -163,12 +164,14 @@ def main() -> int:
                     results[label].append((agent_s, plain_s, agent_b, plain_b))
                     print(f"  round {number + 1} {label:<6} agent {agent_s:6.1f} s  "
                           f"plain {plain_s:6.1f} s", file=sys.stderr)
-        print(f"{'copy':<8}{'agent s':>9}{'plain s':>9}{'ratio':>7}{'agent sent MB':>15}"
-              f"{'plain sent MB':>15}")
+        print(f"{'copy':<8}{'agent s':>9}{'plain s':>9}{'ratio':>7}{'per round':>11}"
+              f"{'agent sent MB':>15}{'plain sent MB':>15}")
         for label, rows in results.items():
             medians = [float(statistics.median(r[column] for r in rows)) for column in range(4)]
+            per_round = statistics.median(r[0] / r[1] for r in rows)
             print(f"{label:<8}{medians[0]:>9.1f}{medians[1]:>9.1f}{medians[0] / medians[1]:>7.2f}"
-                  f"{medians[2] / 1e6:>15.1f}{medians[3] / 1e6:>15.1f}")
+                  f"{per_round:>11.2f}{medians[2] / 1e6:>15.1f}{medians[3] / 1e6:>15.1f}")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         first = statistics.median(r[2] for r in results["first"])
         second = statistics.median(r[2] for r in results["second"])
         print(f"the agent's second copy sent {second / 1e6:.1f} MB, {second / max(first, 1):.1%} "

@@ -24,7 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from socle_agent import catalogue
-from socle_agent.base import AgentError, JobContext, JobOutcome, ResourceBusy, held
+from socle_agent.base import (
+    AgentError,
+    JobAborted,
+    JobContext,
+    JobOutcome,
+    ResourceBusy,
+    held,
+)
 from socle_agent.config import backup_kinds
 from socle_agent.offsite import records
 from socle_agent.offsite.fetch import fetched, remove_abandoned
@@ -88,7 +95,8 @@ def choose(context: JobContext, snapshots: list[Snapshot], kinds: tuple[str, ...
 
 
 def drill_one(context: JobContext, restic: Restic, target: Target) -> Verdict:
-    """Fetch, check and drill one copy under its kind's lock; never raises for a bad copy."""
+    """Fetch, check and drill one copy under its kind's lock; a copy that cannot be
+    restored is a failed verdict, not an error."""
     source = registry()[target.kind]
     drill = source.actions()["drill"]
     started = time.monotonic()
@@ -98,9 +106,11 @@ def drill_one(context: JobContext, restic: Restic, target: Target) -> Verdict:
             config = replace(context.config,
                              agent=replace(context.config.agent, backup_dir=folder))
             drill.run(replace(context, config=config, options={}))
-    except (OffsiteError, ResourceBusy):
-        raise  # the repository cannot be reached, or the kind is busy: no verdict
+    except (ResourceBusy, JobAborted):
+        raise  # not tried: no verdict on the copy
     except AgentError as exc:
+        # whatever kept it from being restored and checked (restic, the manifest, the
+        # restore, the deadline) fails the drill: that is what it is there to find
         reason = getattr(exc, "reason", "") or str(exc)
         return Verdict(target, False, time.monotonic() - started, reason)
     return Verdict(target, True, time.monotonic() - started)
