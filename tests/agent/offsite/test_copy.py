@@ -195,7 +195,7 @@ def test_a_full_disk_off_site_fails_the_copy_and_the_next_run_sends_it(
         files = server.node_files(tmp_path / "etc-offsite", host="full")
         # restic retries a failed upload for about 45 s: the call's deadline comes first
         node = make_node(tmp_path, pg, pg_password_file, files, template_db,
-                         transfer_timeout=12)
+                         transfer_timeout=8)
         filler = server.root / "filler"
         subprocess.run(["fallocate", "-l", str(free_bytes(server.root) - 64 * 1024),
                         str(filler)], check=True)
@@ -207,7 +207,7 @@ def test_a_full_disk_off_site_fails_the_copy_and_the_next_run_sends_it(
 
     assert full.returncode == 0, full.stderr
     assert state["status"] == "failed"
-    assert "restic backup did not finish within 12 s and was stopped" in state["error"]
+    assert "restic backup did not finish within 8 s and was stopped" in state["error"]
     assert "500 Internal Server Error" in state["error"]
     assert "0 of 1 backups sent before that" in state["error"]
     assert again.returncode == 0 and "1 backups sent" in again.stdout, again.stderr
