@@ -3,8 +3,9 @@
 On the node (the format is in docs/offsite.md, for the agent's off-site job):
 
 - ``/etc/socle/offsite/env``: ``NAME=value`` lines (root only, it holds credentials),
-  readable alike by ``sh`` (``set -a; . env``), systemd's ``EnvironmentFile=`` and
-  ``parse_environment`` below, because every value is made of plain characters only;
+  readable alike by ``sh`` (``set -a; . env``), systemd's ``EnvironmentFile=`` and the
+  agent's ``parse_environment`` (``socle_agent.offsite.environment``, the one grammar
+  both sides use), because every value is made of plain characters only;
 - ``/etc/socle/offsite/password``: the repository password (root only);
 - for the sftp destination: ``ssh_key``, ``known_hosts`` and ``ssh_config`` beside them,
   and ``/usr/local/lib/socle/offsite-ssh``, the program restic's rclone backend runs;
@@ -14,14 +15,15 @@ On the node (the format is in docs/offsite.md, for the agent's off-site job):
 Example::
 
     text = environment_file(settings, secrets)
-    parse_environment(text)["RESTIC_REPOSITORY"]   # 'rest:https://vps1:...@host:8000/vps1/'
+    text.splitlines()[-1]    # "RESTIC_CACHE_DIR=/var/cache/socle-offsite", say
 """
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Mapping
+
+from socle_agent.offsite.environment import NAME, VALUE, EnvironmentFileError
 
 from socle.offsite_settings import (
     OffsiteSettings,
@@ -41,15 +43,8 @@ SSH_PROGRAM = "/usr/local/lib/socle/offsite-ssh"
 RESTIC_WRAPPER = "/usr/local/sbin/socle-offsite-restic"
 SSH_HOST_ALIAS = "socle-offsite"
 
-# Characters a value may hold: nothing that sh, systemd or a reader could take apart.
-_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
-_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Unreserved in a URL and plain in the file (not ~, which sh would expand).
 _PLAIN = frozenset(string.ascii_letters + string.digits + "-._")
-
-
-class EnvironmentFileError(ValueError):
-    """A line of an environment file is not ``NAME=value`` of plain characters."""
 
 
 def percent_encode(text: str) -> str:
@@ -105,9 +100,9 @@ def render_environment(values: Mapping[str, str], header: str) -> str:
     """
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     for name, value in values.items():
-        if not _NAME.match(name):
+        if not NAME.match(name):
             raise EnvironmentFileError(f"{name!r} is not a variable name")
-        if not _VALUE.match(value):
+        if not VALUE.match(value):
             raise EnvironmentFileError(
                 f"the value of {name} holds characters other than letters, digits and "
                 "_ . / : @ % + , = -"
@@ -123,27 +118,6 @@ def environment_file(settings: OffsiteSettings, secrets: Mapping[str, str]) -> s
         "The off-site repository, for restic and the agent. Format: docs/offsite.md."
     )
     return render_environment(environment(settings, secrets), header)
-
-
-def parse_environment(text: str) -> dict[str, str]:
-    """Read an environment file written by ``render_environment``.
-
-    Blank lines and lines starting with ``#`` are skipped; every other line is
-    ``NAME=value`` with the value taken verbatim. Anything else raises
-    ``EnvironmentFileError`` with the line number.
-
-    >>> parse_environment("# comment\\nRESTIC_CACHE_DIR=/var/cache/socle-offsite\\n")
-    {'RESTIC_CACHE_DIR': '/var/cache/socle-offsite'}
-    """
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line or line.startswith("#"):
-            continue
-        name, equals, value = line.partition("=")
-        if not equals or not _NAME.match(name) or not _VALUE.match(value):
-            raise EnvironmentFileError(f"line {number} is not NAME=value of plain characters")
-        values[name] = value
-    return values
 
 
 def ssh_config(destination: SftpDestination) -> str:

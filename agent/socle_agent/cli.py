@@ -7,6 +7,8 @@ Examples:
     socle-agent snapshot k3s
     socle-agent drill k3s
     socle-agent list --kind postgres
+    socle-agent list --offsite        # what is off-site beside what is local
+    socle-agent restore postgres --from offsite --backup app-20261126T023000Z --database app
     socle-agent prune --dry-run
     socle-agent run          # the daemon, as systemd starts it
 
@@ -16,7 +18,9 @@ was), 2 the configuration is wrong, 3 a restore was refused before anything chan
 the resource (try again later).
 
 The verbs for backups come from the registered sources (`socle_agent.sources`): a
-source's action becomes `socle-agent <action> <kind>` with the options it declares.
+source's action becomes `socle-agent <action> <kind>` with the options it declares, and
+a source that keeps copies elsewhere (an origin, such as `offsite`) adds `list --<kind>`
+and `restore ... --from <kind>`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from socle_agent import __version__, catalogue
@@ -37,8 +42,14 @@ from socle_agent.base import (
     JobContext,
     held,
 )
-from socle_agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from socle_agent.jobs import backup_kinds, run_job
+from socle_agent.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    backup_kinds,
+    load_config,
+)
+from socle_agent.jobs import run_job
 from socle_agent.logs import setup_logging
 from socle_agent.mail import Mailer, MailError
 from socle_agent.pruning import prune_kind
@@ -50,6 +61,7 @@ from socle_agent.state import load_state
 # job's own and reaches it in `context.options`.
 _OWN_OPTIONS = frozenset({"config", "log_level", "command", "func", "check_paths", "kind",
                           "action"})
+LOCAL = "local"
 
 
 def _time(stamp: float | None) -> str:
@@ -95,26 +107,41 @@ def cmd_job(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_list(config: Config, args: argparse.Namespace) -> int:
-    """List the complete backups, oldest first (``--json``: one object per backup)."""
+    """List the complete backups, oldest first (with --offsite, those off-site too; ``--json``:
+    one object per backup, for programs)."""
     backups = catalogue.list_backups(config.agent.backup_dir, args.kind)
+    folders = {(b.manifest.kind, b.manifest.id): b.path.name for b in backups}
+    # (kind, id) -> (subject, finished, size, where it is)
+    rows: dict[tuple[str, str], tuple[str, float, int | None, list[str]]] = {
+        (b.manifest.kind, b.manifest.id): (b.manifest.subject, b.manifest.finished,
+                                           b.manifest.size_bytes, [LOCAL])
+        for b in backups
+    }
+    origins = [s for s in source_registry().values() if s.is_origin and getattr(
+        args, f"origin_{s.kind}", False)]
+    for origin in origins:
+        for copy in origin.copies(JobContext(config), args.kind):
+            _, _, size, where = rows.setdefault(
+                (copy.kind, copy.backup_id), (copy.subject, copy.finished, None, []))
+            where.append(origin.kind)
+    ordered = sorted(rows.items(), key=lambda item: (item[1][1], item[0][1]))
     if args.json:
         print(json.dumps([
-            {"id": b.manifest.id, "kind": b.manifest.kind, "subject": b.manifest.subject,
-             "finished": b.manifest.finished, "size_bytes": b.manifest.size_bytes,
-             "folder": b.path.name}
-            for b in backups
+            {"id": backup_id, "kind": kind, "subject": subject, "finished": finished,
+             "size_bytes": size, "folder": folders.get((kind, backup_id)), "where": where}
+            for (kind, backup_id), (subject, finished, size, where) in ordered
         ], indent=1))  # fmt: skip
         return 0
-    if not backups:
+    if not rows:
         print("no backups")
         return 0
-    print(f"{'ID':<40} {'KIND':<9} {'SUBJECT':<16} {'FINISHED':<24} SIZE")
-    for backup in backups:
-        m = backup.manifest
-        finished = _time(m.finished)
+    header = f"{'ID':<40} {'KIND':<9} {'SUBJECT':<16} {'FINISHED':<24} {'SIZE':<10}"
+    print(header + (" WHERE" if origins else "").rstrip())
+    for (kind, backup_id), (subject, finished, size, where) in ordered:
         # a database's name comes from the server: never print control characters as such
-        subject = m.subject if m.subject.isprintable() else repr(m.subject)
-        print(f"{m.id:<40} {m.kind:<9} {subject:<16} {finished:<24} {_size(m.size_bytes)}")
+        shown = subject if subject.isprintable() else repr(subject)
+        line = f"{backup_id:<40} {kind:<9} {shown:<16} {_time(finished):<24} {_size(size):<10}"
+        print((line + (" " + "+".join(where) if origins else "")).rstrip())
     return 0
 
 
@@ -176,17 +203,34 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def restore_command(source: Source) -> Callable[[Config, argparse.Namespace], int]:
-    """`socle-agent restore <kind>`: the source's restore under its lock, errors to exit codes."""
+    """`socle-agent restore <kind>`: the source's restore under its lock, errors to exit
+    codes; with `--from <origin>`, of a backup fetched from there first."""
 
     def command(config: Config, args: argparse.Namespace) -> int:
-        context = JobContext(config)
+        def report(line: str) -> None:
+            print(line, flush=True)
+
+        origin = getattr(args, "origin", LOCAL)
         with held(config.agent.lock_dir, source.resources):
-            summary = source.restore(context, args, lambda line: print(line, flush=True))
+            if origin == LOCAL:
+                summary = source.restore(JobContext(config), args, report)
+            else:
+                summary = restore_from(source_registry()[origin], source, config, args, report)
         print(summary)
         return 0
 
     command.__doc__ = f"restore a {source.kind} backup"
     return command
+
+
+def restore_from(origin: Source, source: Source, config: Config, args: argparse.Namespace,
+                 report: Callable[[str], None]) -> str:
+    """Fetch the backup from `origin` into a scratch catalogue, then restore it from there
+    exactly as a local one (the source checks it again before it touches anything)."""
+    backup_id = source.restore_backup_id(args)
+    with origin.fetched(JobContext(config), source.kind, backup_id, report) as folder:
+        fetched = replace(config, agent=replace(config.agent, backup_dir=folder))
+        return source.restore(JobContext(fetched), args, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
             kind_parser.set_defaults(action=action)
             if spec.add_arguments is not None:
                 spec.add_arguments(kind_parser)
+    origins = [s.kind for s in sources.values() if s.is_origin]
     restore = commands.add_parser("restore", help="restore a backup")
     restore_kinds = restore.add_subparsers(dest="kind", required=True, metavar="KIND")
     for source in sources.values():
@@ -233,10 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
             kind_parser = restore_kinds.add_parser(source.kind, help=f"restore a {source.kind} "
                                                    "backup")
             source.add_restore_arguments(kind_parser)
+            if origins and source.holds_backups:
+                kind_parser.add_argument(
+                    "--from", dest="origin", choices=(LOCAL, *origins), default=LOCAL,
+                    help="where the backup is: the local catalogue (default), or fetched "
+                         "from there first and checked against its manifest")
             kind_parser.set_defaults(func=restore_command(source), check_paths=True)
     list_parser = add("list", cmd_list, check=False)
-    list_parser.add_argument("--kind", choices=tuple(sources))
+    list_parser.add_argument("--kind", choices=tuple(k for k, s in sources.items()
+                                                     if s.holds_backups))
     list_parser.add_argument("--json", action="store_true", help="print JSON, for programs")
+    for origin in origins:
+        list_parser.add_argument(f"--{origin}", dest=f"origin_{origin}", action="store_true",
+                                 help=f"also what {origin} keeps, beside what is local")
     prune = add("prune", cmd_prune, check=False)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     add("notify-test", cmd_notify_test)

@@ -48,10 +48,11 @@ def job_names() -> tuple[str, ...]:
 
 
 def backup_kinds() -> tuple[str, ...]:
-    """Every kind of backup a target (RPO, RTO) may name: one per registered source."""
+    """Every kind of backup a target (RPO, RTO) may name: one per registered source that
+    holds backups."""
     from socle_agent.sources import registry
 
-    return tuple(registry())
+    return tuple(kind for kind, source in registry().items() if source.holds_backups)
 
 
 @dataclass(frozen=True)
@@ -570,7 +571,8 @@ def _disk(table: Table | None) -> DiskSection:
     return section
 
 
-def _targets(table: Table | None) -> dict[str, float]:
+def kind_targets(table: Table | None) -> dict[str, float]:
+    """A table of seconds per kind of backup (RPO or RTO targets), kinds checked."""
     if table is None:
         return {}
     targets = {}
@@ -608,8 +610,8 @@ def _drill(table: Table | None) -> DrillSection:
         )
         check.finish()
     section = DrillSection(
-        rto_seconds=_targets(table.table("rto_seconds")),
-        rpo_seconds=_targets(table.table("rpo_seconds")),
+        rto_seconds=kind_targets(table.table("rto_seconds")),
+        rpo_seconds=kind_targets(table.table("rpo_seconds")),
         checks=tuple(checks),
         scratch_prefix=table.string("scratch_prefix", default.scratch_prefix),
         restore_jobs=table.integer("restore_jobs", default.restore_jobs, minimum=1),

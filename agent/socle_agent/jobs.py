@@ -8,7 +8,9 @@ when it recovers, none for repeated results. A state file that cannot be written
 full disk) does not stop the mail: the failure to record is mailed too.
 
 The jobs are the sources' (see `socle_agent.sources`), named `<kind>_<action>`, plus
-two built in here, `disk_check` and `prune`.
+two built in here, `disk_check` and `prune`. After a job succeeds, the jobs the sources
+ask for in `Source.follow_up` run next (the off-site copy after a backup), each as a
+job of its own: its own locks, deadline, record and mail.
 
 Example:
 
@@ -34,7 +36,7 @@ from socle_agent.base import (
     Progress,
     resource_locks,
 )
-from socle_agent.config import Config
+from socle_agent.config import Config, backup_kinds
 from socle_agent.diskguard import DiskFull, check_mounts
 from socle_agent.mail import Mailer, MailError
 from socle_agent.pruning import prune_kind
@@ -72,11 +74,6 @@ class JobResult:
         return self.finished - self.started
 
 
-def backup_kinds() -> tuple[str, ...]:
-    """The kinds of backup in the catalogue: one per registered source."""
-    return tuple(source_registry())
-
-
 def registry() -> dict[str, JobSpec]:
     """All jobs: each source's `<kind>_<action>`, then the built-in ones."""
     jobs: dict[str, JobSpec] = {}
@@ -99,10 +96,13 @@ def run_job(
     options: Mapping[str, Any] | None = None,
     mailer: Mailer | None = None,
     progress: Progress | None = None,
+    follow: bool = True,
 ) -> JobResult:
     """Run job `name` once and record its result (see the module docstring).
 
-    `progress` is where the job shows it is alive (the daemon's watchdog reads it).
+    `progress` is where the job shows it is alive (the daemon's watchdog reads it). With
+    `follow`, the jobs the sources ask to follow a success run next; the result returned
+    is this job's.
     """
     spec = registry().get(name)
     if spec is None:
@@ -139,7 +139,21 @@ def run_job(
         _log_result(result)
         if status != "aborted":
             finish(config, result, drill, mailer or Mailer(config.mail))
+    if follow and status == "ok" and outcome is not None:
+        for job in follow_ups(config, name, outcome):
+            run_job(job, config, cancel=context.cancel, mailer=mailer, progress=context.progress,
+                    follow=False)
     return result
+
+
+def follow_ups(config: Config, job: str, outcome: JobOutcome) -> list[str]:
+    """The jobs the sources ask to run after `job` succeeded, each once, in registry order."""
+    wanted: list[str] = []
+    for source in source_registry().values():
+        for follower in source.follow_up(config, job, outcome):
+            if follower != job and follower not in wanted:
+                wanted.append(follower)
+    return wanted
 
 
 def finish(config: Config, result: JobResult, drill: DrillRecord | None, mailer: Mailer) -> None:

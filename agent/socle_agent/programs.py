@@ -21,9 +21,9 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from socle_agent.base import AgentError, JobContext
-from socle_agent.manifest import HashingWriter
 
 CHUNK_BYTES = 1 << 20
 TAIL_LINES = 20
@@ -31,7 +31,19 @@ POLL_SECONDS = 0.5
 
 
 class ProgramFailed(AgentError):
-    """A program exited with an error; the message holds the tail of what it said."""
+    """A program exited with an error; the message holds the tail of what it said, and
+    `status` its exit status."""
+
+    def __init__(self, message: str, status: int = -1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OutputSink(Protocol):
+    """Where a program's output goes: a backup file (`HashingWriter`), or memory."""
+
+    def write(self, data: bytes) -> object:
+        """Take the next chunk of output."""
 
 
 def run_program(
@@ -40,7 +52,7 @@ def run_program(
     *,
     env: Mapping[str, str] | None = None,
     pass_fds: tuple[int, ...] = (),
-    stdout: HashingWriter | None = None,
+    stdout: OutputSink | None = None,
     stdin: bytes | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> list[str]:
@@ -78,14 +90,15 @@ def run_program(
                 pipe.close()
     if process.returncode != 0:
         message = "\n".join(line for line in tail if line)
-        raise ProgramFailed(f"{program} exited with {process.returncode}: {message}")
+        raise ProgramFailed(f"{program} exited with {process.returncode}: {message}",
+                            process.returncode)
     return tail
 
 
 def _follow(
     process: subprocess.Popen[bytes],
     context: JobContext,
-    stdout: HashingWriter | None,
+    stdout: OutputSink | None,
     on_line: Callable[[str], None] | None,
     tail: list[str],
     program: str,

@@ -25,14 +25,21 @@ Example: a source with one job, `notes_backup`, and a restore command.
             ...  # raises RestoreRefused / RestoreError; returns a line for people
 
     SOURCE = NotesSource()
+
+A source may also keep copies of the other sources' backups somewhere else (the
+off-site repository): it is then an origin (`is_origin`), listed by `list --<kind>` and
+restored from with `restore <kind> --from <its kind>`. And it may ask for jobs to run
+right after another source's job (`follow_up`), such as a copy after each backup.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client.core import Metric
@@ -60,6 +67,20 @@ class Action:
     timeout: Callable[[Config], float] | None = None
 
 
+@dataclass(frozen=True)
+class RemoteBackup:
+    """A backup as an origin other than the local catalogue keeps it (see `Source.copies`).
+
+    `reference` is the origin's own name for it (a restic snapshot id, ...).
+    """
+
+    kind: str
+    subject: str
+    backup_id: str
+    finished: float
+    reference: str
+
+
 class Source(ABC):
     """A kind of backup: its jobs, its restore, its settings and its own metrics."""
 
@@ -67,6 +88,12 @@ class Source(ABC):
     # The top-level table of the configuration this source reads with `parse_section`
     # (None: it has none, or the configuration module knows it already).
     section: ClassVar[str | None] = None
+    # Whether its jobs write backups into the catalogue: a kind of `list`, `prune`, and
+    # of the RPO and RTO targets. An origin that copies the others' backups writes none.
+    holds_backups: ClassVar[bool] = True
+    # What one subject of this kind is called where copies are labelled (the off-site
+    # tags): "database" for PostgreSQL; None when a kind has a single subject.
+    subject_label: ClassVar[str | None] = None
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -106,6 +133,36 @@ class Source(ABC):
         """
         raise NotImplementedError
 
+    def restore_backup_id(self, args: argparse.Namespace) -> str:
+        """The backup id `socle-agent restore <kind>` was given (its `--backup` by default)."""
+        return str(args.backup)
+
     def collect(self, config: Config) -> Iterator[Metric]:
         """Metrics only this source knows, measured at scrape time (none by default)."""
         return iter(())
+
+    def follow_up(self, config: Config, job: str, outcome: JobOutcome) -> tuple[str, ...]:
+        """Jobs to run right after `job` (any source's) succeeded with `outcome` (none)."""
+        return ()
+
+    @property
+    def is_origin(self) -> bool:
+        """Whether this source keeps copies of other backups that can be restored."""
+        return type(self).fetched is not Source.fetched
+
+    def copies(self, context: JobContext, kind: str | None = None) -> list[RemoteBackup]:
+        """The backups this origin keeps (of one kind), oldest first."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def fetched(self, context: JobContext, kind: str, backup_id: str, report: Report
+                ) -> Iterator[Path]:
+        """Fetch one backup into a scratch catalogue, checked against its manifest.
+
+        Yields the catalogue's folder (`<folder>/<kind>/<backup_id>/`), to be used as
+        `agent.backup_dir` by the source's own restore or drill; removes it afterwards.
+        Raises BackupNotFound, RestoreRefused (damaged, or it does not fit) or an
+        AgentError.
+        """
+        raise NotImplementedError
+        yield Path()

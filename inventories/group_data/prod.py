@@ -144,6 +144,14 @@ agent_settings = {
         "secrets_file": "/etc/socle/mail-secrets.toml",
     },
 }
+# Off-site copies (docs/offsite.md): once the host has an `offsite` table (deploys/
+# offsite.py), the agent sends every backup there after it is taken; add its jobs:
+# agent_settings["offsite"] = {"check_read_data_percent": 5}
+# agent_settings["schedule"] |= {
+#     "offsite_copy": "every 6 hours",                # catches up what a copy missed
+#     "offsite_check": "weekly on saturday at 03:00",
+#     "offsite_drill": "weekly on sunday at 06:00",   # restored from there, timed
+# }
 # Decrypted from SOPS on the operator's machine at deploy time, written 0600 on the node.
 agent_secrets = [
     {

@@ -38,7 +38,7 @@ def test_unit_is_sandboxed_and_may_write_only_its_directories() -> None:
         assert values[f"Service.{key}"][0] in ("strict", "true"), key
     writable = " ".join(values["Service.ReadWritePaths"]).split()
     assert writable == ["/var/lib/socle-agent", "/var/backups/socle",
-                        "-/var/lib/rancher/k3s/server/db"]
+                        "-/var/lib/rancher/k3s/server/db", "-/var/cache/socle-offsite"]
 
 
 def test_unit_paths_match_the_sample_configuration() -> None:
@@ -69,6 +69,7 @@ KEPT_EXPOSURES = {
     "PrivateUsers=",  # a user namespace would hide root's own files
     "RootDirectory=/RootImage=",  # pg_dump and k3s's files live in the host's tree
     "DeviceAllow=",  # PrivateDevices' own minimal set
+    "SystemCallFilter=~@privileged",  # only @chown, for restic's restores; no capability
 }
 
 
@@ -84,6 +85,7 @@ def test_unit_leaves_only_the_exposures_it_explains(tmp_path: Path) -> None:
     assert overall <= 2.0
     values = unit_values()
     assert values["Service.CapabilityBoundingSet"] == [""]
-    assert values["Service.SystemCallFilter"][0] == "@system-service"
+    assert values["Service.SystemCallFilter"] == ["@system-service", "~@privileged @resources",
+                                                  "@chown"]
     assert values["Service.ProtectProc"] == ["invisible"]
     assert values["Service.SocketBindDeny"] == ["any"]

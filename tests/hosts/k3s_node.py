@@ -52,39 +52,6 @@ server.serve_forever()
 """
 
 
-# Test hosts run Debian 12, whose Python 3.11.2 lacks tarfile's extraction filters
-# (3.11.4 and later; production's Ubuntu 24.04 has 3.12): the agent's k3s drill and restore
-# ask for filter="data". This gives the agent's Python on a test host the 'data' filter's
-# refusals (absolute names, escapes, links, devices), nothing else. Never on a real node.
-TARFILE_FILTER_SHIM = r"""
-import os, tarfile
-if not hasattr(tarfile, "data_filter"):
-    _extractall = tarfile.TarFile.extractall
-    def extractall(self, path=".", members=None, *, numeric_owner=False, filter=None):
-        if filter is not None:
-            root = os.path.realpath(path)
-            for member in members or self.getmembers():
-                target = os.path.realpath(os.path.join(root, member.name))
-                inside = target == root or target.startswith(root + os.sep)
-                if (os.path.isabs(member.name) or not inside or member.issym()
-                        or member.islnk() or member.isdev()):
-                    raise tarfile.TarError(f"refused archive member {member.name!r}")
-        return _extractall(self, path, members, numeric_owner=numeric_owner)
-    tarfile.TarFile.extractall = extractall
-"""
-
-
-def add_tarfile_filter_to_old_python(node: TestHost, prefix: str = "/opt/socle-agent") -> None:
-    """Give the agent's Python on a Debian 12 test host tarfile's 'data' filter (see
-    TARFILE_FILTER_SHIM); nothing is done where Python has it."""
-    site = node.exec([f"{prefix}/bin/python", "-c",
-                      "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
-    put_files(node, site, {
-        "socle_test_tarfile_filter.py": TARFILE_FILTER_SHIM.encode(),
-        "socle_test_tarfile_filter.pth": b"import socle_test_tarfile_filter\n",
-    })  # fmt: skip
-
-
 def k3s_node_data(admin_public_key: str, versions_file: Path, **extra: Any) -> dict[str, Any]:
     """Host data of a k3s node: one admin peer, the test's versions file, the agent."""
     return {

@@ -27,7 +27,6 @@ from tests.hosts.admin import connect_admin, new_admin_key, socle_command
 from tests.hosts.k3s_node import (
     K3S,
     ReleaseServer,
-    add_tarfile_filter_to_old_python,
     apply,
     config_map,
     k3s_node_data,
@@ -183,7 +182,6 @@ def test_a_download_not_matching_the_pin_is_refused_on_the_node_and_removed(
 def installed(fresh: K3sNode) -> K3sNode:
     """The whole platform deployed once (deploys/all.py), k3s from the release URL."""
     fresh.deploy(fresh.hosts_file(V1), deploy="deploys/all.py")
-    add_tarfile_filter_to_old_python(fresh.node)
     place_objects(fresh.node, "k3s-defaults", K3S_DEFAULTS)
     return fresh
 

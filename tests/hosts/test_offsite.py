@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from socle_agent.offsite.environment import parse_environment
 
-from socle.offsite_files import parse_environment
 from tests.harness.hosts import Harness, TestHost, changed_operations
 from tests.hosts.admin import socle_command
 from tests.hosts.offsite_store import OffsiteStore, new_key_pair, set_up_store

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from socle_agent.offsite.environment import parse_environment
 
 from socle.offsite_files import (
     EnvironmentFileError,
     environment_file,
     known_hosts,
-    parse_environment,
     render_environment,
     ssh_config,
 )

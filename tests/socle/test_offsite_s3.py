@@ -25,10 +25,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
+from socle_agent.offsite.environment import parse_environment
 
-from socle.offsite_files import environment_file, parse_environment
+from socle.offsite_files import environment_file
 from socle.offsite_settings import OffsiteSettings, offsite_settings
+from tests.standins.s3 import s3_server
 
 REAL = ("SOCLE_S3_TEST_ENDPOINT", "SOCLE_S3_TEST_BUCKET", "SOCLE_S3_TEST_REGION",
         "SOCLE_S3_TEST_ACCESS_KEY_ID", "SOCLE_S3_TEST_SECRET_ACCESS_KEY")  # fmt: skip
@@ -64,16 +65,11 @@ def bucket_for(endpoint: str, name: str, region: str, key_id: str, secret: str) 
 
 @pytest.fixture(scope="module")
 def standin_bucket() -> Iterator[Bucket]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        bucket = bucket_for(f"http://{host}:{port}", "socle-offsite", "us-east-1",
+    with s3_server() as endpoint:
+        bucket = bucket_for(endpoint, "socle-offsite", "us-east-1",
                             "AKIASTANDIN", "stand-in/secret+key")  # fmt: skip
         bucket.client.create_bucket(Bucket=bucket.name)
         yield bucket
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from socle_agent import catalogue
+from socle_agent.archives import extract_all
 from socle_agent.base import (
     DrillFailed,
     DrillRecord,
@@ -432,26 +433,6 @@ def _scratch_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def extract_data_only(tar: tarfile.TarFile, dest: Path) -> None:
-    """Unpack ``tar`` into ``dest``, refusing what tarfile's "data" filter refuses.
-
-    Absolute names, names escaping ``dest``, links and devices raise ``TarError``. Pythons
-    before 3.11.4 (Debian 12 has 3.11.2) lack the filter: the same refusals are made here.
-    """
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(dest, filter="data")
-        return
-    root = os.path.realpath(dest)
-    members = tar.getmembers()
-    for member in members:
-        target = os.path.realpath(os.path.join(root, member.name))
-        inside = target == root or target.startswith(root + os.sep)
-        if os.path.isabs(member.name) or not inside or not (member.isfile() or member.isdir()):
-            raise tarfile.TarError(f"refused archive member {member.name!r}")
-        member.mode &= 0o777  # no set-id or sticky bits, as the filter does
-    tar.extractall(dest, members=members)
-
-
 def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
     """Check the archive against the manifest, unpack it into `dest`, check the database.
 
@@ -465,7 +446,8 @@ def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
     archive = backup / manifest.files[0].name
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            extract_data_only(tar, dest)
+            # nothing may land outside `dest`, on every Python (see socle_agent.archives)
+            extract_all(tar, dest)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise SnapshotInvalidError(f"archive cannot be unpacked: {exc}") from exc
     missing = [name for name in REQUIRED_MEMBERS if not (dest / name).exists()]
@@ -659,6 +641,10 @@ class K3sSource(Source):
         parser.add_argument(
             "--snapshot", required=True, metavar="ID", help="snapshot id (see `list --kind k3s`)"
         )
+
+    def restore_backup_id(self, args: argparse.Namespace) -> str:
+        """The snapshot `restore k3s --snapshot ID` names."""
+        return str(args.snapshot)
 
     def restore(self, context: JobContext, args: argparse.Namespace, report: Report) -> str:
         """Put a snapshot back with k3s stopped; the closing text lists what remains to do."""

@@ -30,6 +30,7 @@ class PostgresSource(Source):
     """PostgreSQL databases, dumped with pg_dump."""
 
     kind = KIND
+    subject_label = "database"
 
     def actions(self) -> dict[str, Action]:
         """backup (pg_dump of each database) and drill (restore into a scratch database)."""

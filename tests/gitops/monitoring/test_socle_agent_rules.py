@@ -36,6 +36,21 @@ AGENT_METRICS = {
     "socle_disk_size_bytes",
     "socle_disk_free_ratio",
     "socle_k3s_datastore_bytes",
+    "socle_offsite_rpo_target_seconds",
+    "socle_offsite_newest_timestamp_seconds",
+    "socle_offsite_newest_backup_info",
+    "socle_offsite_last_copy_timestamp_seconds",
+    "socle_offsite_last_copy_duration_seconds",
+    "socle_offsite_last_copy_size_bytes",
+    "socle_offsite_last_copy_added_bytes",
+    "socle_offsite_pending_backups",
+    "socle_offsite_repository_bytes",
+    "socle_offsite_check_last_result",
+    "socle_offsite_check_last_timestamp_seconds",
+    "socle_offsite_check_last_duration_seconds",
+    "socle_offsite_drill_last_result",
+    "socle_offsite_drill_last_duration_seconds",
+    "socle_offsite_drill_last_timestamp_seconds",
 }
 
 
@@ -110,6 +125,11 @@ def test_rules_use_only_the_agents_metric_names() -> None:
         "socle_rto_target_seconds",
         "socle_disk_free_ratio",
         "socle_k3s_datastore_bytes",
+        "socle_offsite_newest_timestamp_seconds",
+        "socle_offsite_rpo_target_seconds",
+        "socle_offsite_check_last_result",
+        "socle_offsite_drill_last_result",
+        "socle_offsite_drill_last_duration_seconds",
     } <= used
 
 
