@@ -158,5 +158,7 @@ k3s.objects(
     present=settings.test_ingress,
 )
 k3s.exposure_guard(
-    name="Nothing public but Traefik's 80 and 443", allowed=settings.exposure_allowed
+    name="Nothing public but Traefik's 80 and 443, admin surfaces on the VPN address only",
+    allowed=settings.exposure_allowed,
+    vpn_address=settings.vpn_address,
 )

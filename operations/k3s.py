@@ -358,14 +358,19 @@ def _refuse(state: Any, host: Any, lines: list[str]) -> bool:
 @operation()
 def exposure_guard(
     allowed: Iterable[AllowedExposure] = DEFAULT_ALLOWED,
+    vpn_address: str | None = None,
 ) -> Generator[Command, None, None]:
     """
     Fail when the cluster opens a port on the node that the allow-list does not name.
 
     ServiceLB and kube-proxy bypass UFW: a LoadBalancer or NodePort Service, external
     IPs, a ``hostPort`` or ``hostNetwork`` pod is public whatever the firewall says.
-    Only ``allowed`` (by default Traefik's 80 and 443) may be; anything else fails the
-    deploy, each offending object named with its namespace.
+    Only ``allowed`` (by default Traefik's 80 and 443) may be, and external IPs that are
+    all ``vpn_address`` (the admin surfaces on the VPN); anything else fails the deploy,
+    each offending object named with its namespace.
+
+    + allowed: the LoadBalancer Services allowed, with their ports
+    + vpn_address: the node's VPN address, the one external IP allowed
     """
     entries = tuple(allowed)
     found = host.get_fact(K3sExposure)
@@ -373,10 +378,13 @@ def exposure_guard(
         message = f"cannot list the cluster's Services and Pods: {found['error']}"
         yield FunctionCommand(_refuse, ([message],), {})
         return
-    refused = refused_exposures((Exposure.from_dict(e) for e in found["exposures"]), entries)
+    refused = refused_exposures(
+        (Exposure.from_dict(e) for e in found["exposures"]), entries, vpn_address
+    )
     if not refused:
         allowed_names = ", ".join(f"{e.namespace}/{e.service} {list(e.ports)}" for e in entries)
-        host.noop(f"nothing public but the allowed ({allowed_names})")
+        on_vpn = f"; external IPs on {vpn_address} only" if vpn_address else ""
+        host.noop(f"nothing public but the allowed ({allowed_names}{on_vpn})")
         return
     yield FunctionCommand(_refuse, (describe_refused(refused).splitlines(),), {})
 
