@@ -310,7 +310,9 @@ items = document["items"] if "items" in document else [document]
 print("listed")  # a line even for none: a fact without output reads as no answer
 for obj in items:
     meta = obj.get("metadata", {})
-    digest = (meta.get("annotations") or {}).get("socle/manifest-sha256", "-")
+    annotations = meta.get("annotations") or {}
+    digest = ("argocd" if "argocd.argoproj.io/tracking-id" in annotations
+              else annotations.get("socle/manifest-sha256", "-"))
     print("object", obj["kind"], meta.get("namespace") or "-", meta["name"], digest)
 """
 
@@ -318,8 +320,9 @@ for obj in items:
 class KubeObjectDigests(FactBase["dict[str, str] | None"]):
     """
     Returns, for each of the given objects that exists in the cluster, the digest socle
-    annotated it with (``-`` when none), keyed ``Kind/namespace/name`` (``-`` for no
-    namespace); ``None`` when the cluster could not be asked.
+    annotated it with (``-`` when none, ``argocd`` when Argo CD tracks it), keyed
+    ``Kind/namespace/name`` (``-`` for no namespace); ``None`` when the cluster could not
+    be asked.
 
     + objects_json: a JSON list of ``{"apiVersion", "kind", "metadata": {"name", "namespace"}}``
 

@@ -407,7 +407,7 @@ def _listing(objects: Iterable[Mapping[str, Any]]) -> str:
 
 @operation()
 def objects(
-    manifests: list[dict[str, Any]], present: bool = True
+    manifests: list[dict[str, Any]], present: bool = True, leave_to_argocd: bool = False
 ) -> Generator[Command, None, None]:
     """
     Make the cluster hold ``manifests`` (each with its ``socle/manifest-sha256``
@@ -415,6 +415,8 @@ def objects(
 
     + manifests: the objects, digests included; Namespaces are applied first
     + present: ``False`` deletes those that exist (a Namespace takes its objects along)
+    + leave_to_argocd: objects Argo CD tracks are its own from then on: left alone, so
+      the deploy and Argo CD never take turns applying them (a bootstrap)
 
     Objects whose digest in the cluster is the wanted one are left alone, so a re-run
     applies nothing. Manifests go to ``k3s kubectl`` on its standard input.
@@ -426,10 +428,13 @@ def objects(
         [_stub(o) for o in manifests]))
     kubectl = QuoteString(INSTALL_PATH)
     if present:
-        stale = [o for o in manifests if current is None or current.get(_key(o)) !=
-                 o["metadata"]["annotations"]["socle/manifest-sha256"]]
+        owned = {"argocd"} if leave_to_argocd else set()
+        stale = [o for o in manifests if current is None or current.get(_key(o)) not in
+                 {o["metadata"]["annotations"]["socle/manifest-sha256"], *owned}]
         if not stale:
-            host.noop(f"{len(manifests)} objects are as wanted")
+            by_argocd = sum(current.get(_key(o)) == "argocd" for o in manifests) if current else 0
+            host.noop(f"{len(manifests)} objects are as wanted"
+                      + (f" ({by_argocd} of them Argo CD's)" if by_argocd else ""))
             return
         stale.sort(key=lambda o: o["kind"] != "Namespace")
         yield StringCommand("printf '%s'", QuoteString(_listing(stale)), "|", kubectl,

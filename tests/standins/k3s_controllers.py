@@ -14,9 +14,9 @@ through their real steps, and every object or status they write says it was play
   alone, as helm-controller leaves it.
 - **Argo CD**: once ``argocd-application-controller`` is ready, each Application in the
   ``argocd`` namespace is "synced" from ``standin/rendered/application-<name>.json``
-  (``sources_sha256``, ``objects``): the objects are recorded in its destination and its
-  status says Synced and Healthy. Sources that differ from the rendering's are a
-  comparison error, OutOfSync.
+  (``sources_sha256``, ``objects``): the objects are recorded in its destination with
+  Argo CD's tracking annotation, and its status says Synced and Healthy. Sources that
+  differ from the rendering's are a comparison error, OutOfSync.
 - **workload controllers**: each Deployment, StatefulSet and DaemonSet gets its replicas
   (one for a DaemonSet: one node) as Pods recorded from its pod template, phase Running,
   and a status counting them ready.
@@ -46,6 +46,8 @@ PLAYED_BY = "standin.socle.test/played-by"
 PLAYED = "the stand-in k3s: recorded only, nothing runs"
 OWNER_LABEL = "standin.socle.test/owner"
 UNMANAGED_ANNOTATION = "helmcharts.helm.cattle.io/unmanaged"
+# Argo CD 3's default resource tracking: this annotation on every object it applies.
+TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 ARGOCD_NAMESPACE = "argocd"
 ARGOCD_CONTROLLER = "argocd-application-controller"
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
@@ -98,17 +100,27 @@ def _ensure_namespace(store: Store, name: str) -> None:
                     None)
 
 
-def _apply_all(store: Store, objects: list[dict[str, Any]], namespace: str) -> list[str]:
-    """Record ``objects`` (CRDs and namespaces first, as Helm and Argo CD order them)."""
+def _apply_all(
+    store: Store, objects: list[dict[str, Any]], namespace: str, tracked_by: str | None = None
+) -> list[str]:
+    """Record ``objects`` (CRDs and namespaces first, as Helm and Argo CD order them);
+    ``tracked_by``: the Application whose tracking annotation Argo CD puts on them."""
     first = ("CustomResourceDefinition", "Namespace")
     ordered = sorted(objects, key=lambda o: 0 if o.get("kind") in first else 1)
     failures = []
     for obj in ordered:
         target = (obj.get("metadata") or {}).get("namespace") or namespace
+        recorded = _slim(obj)
+        if tracked_by is not None:
+            group = obj.get("apiVersion", "").rpartition("/")[0]
+            where = "" if obj.get("kind") in store.cluster_kinds() else target
+            recorded["metadata"]["annotations"][TRACKING_ANNOTATION] = (
+                f"{tracked_by}:{group}/{obj.get('kind')}:{where}/{obj['metadata']['name']}"
+            )
         try:
             if obj.get("kind") not in store.cluster_kinds():
                 _ensure_namespace(store, target)
-            store.apply(_slim(obj), namespace)
+            store.apply(recorded, namespace)
         except StandinError as error:
             failures.append(str(error))
     return failures
@@ -220,7 +232,7 @@ def argocd(store: Store) -> Iterator[str]:
         options = (spec.get("syncPolicy") or {}).get("syncOptions") or []
         if "CreateNamespace=true" in options:
             _ensure_namespace(store, destination)
-        failures = _apply_all(store, rendering["objects"], destination)
+        failures = _apply_all(store, rendering["objects"], destination, tracked_by=name)
         synced = {
             "sync": {"status": "OutOfSync" if failures else "Synced", "revision": "stand-in"},
             "health": {"status": "Degraded" if failures else "Healthy"},
