@@ -28,12 +28,15 @@ from pyinfra.operations import server
 from facts.kube_objects import KubeObject
 from operations import kube_objects, text_files
 from socle import cluster_manifests as manifests
-from socle.gitops_values import repository_credentials, root_values
-from socle.versions import load_versions
+from socle.gitops_values import PinRefused, host_versions, repository_credentials, root_values
+from socle.versions import VersionsError
 
 data = host.data.dict()
-versions = load_versions()
-values = root_values(data, versions)
+versions = host_versions(data)
+try:
+    values = root_values(data, versions)
+except VersionsError as error:
+    raise PinRefused(str(error)) from None
 credentials = repository_credentials(data)
 argocd_values = Path(manifests.ARGOCD_VALUES).read_text()
 namespace = manifests.ARGOCD_NAMESPACE
@@ -42,10 +45,10 @@ namespace = manifests.ARGOCD_NAMESPACE
 # the cluster's HelmChart is unmanaged. Either way the bootstrap is never written again:
 # a managed HelmChart over a handed-over release would have helm-controller install it anew.
 application = host.get_fact(
-    KubeObject, kind="applications.argoproj.io", name="argocd", namespace=namespace
+    KubeObject, kind="applications.argoproj.io", object_name="argocd", namespace=namespace
 )
 chart = host.get_fact(
-    KubeObject, kind="helmcharts.helm.cattle.io", name=manifests.ARGOCD_RELEASE,
+    KubeObject, kind="helmcharts.helm.cattle.io", object_name=manifests.ARGOCD_RELEASE,
     namespace="kube-system",
 )  # fmt: skip
 unmanaged = ((chart or {}).get("metadata", {}).get("annotations") or {}).get(

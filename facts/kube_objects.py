@@ -19,7 +19,7 @@ class KubeObject(FactBase["dict[str, Any] | None"]):
     Returns one object of the cluster as a dict, or ``None`` when it (or k3s) is absent.
 
     + kind: the resource, e.g. ``applications.argoproj.io`` or ``secret``
-    + name: the object's name
+    + object_name: the object's name (``name`` is pyinfra's own argument)
     + namespace: its namespace
 
     .. code:: python
@@ -33,7 +33,8 @@ class KubeObject(FactBase["dict[str, Any] | None"]):
         return None
 
     @override
-    def command(self, kind: str, name: str, namespace: str) -> str:
+    def command(self, kind: str, object_name: str, namespace: str) -> str:
+        name = object_name
         if not _KIND.match(kind) or not _NAME.match(name) or not _NAME.match(namespace):
             raise ValueError(f"not a resource, name and namespace: {kind!r} {name!r} {namespace!r}")
         args = " ".join(shlex.quote(a) for a in (kind, name, "-n", namespace, "-o", "json"))
