@@ -19,14 +19,13 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from facts.k3s_state import K3sInstall
-from operations import k3s, text_files, ufw, vps_snapshot
+from operations import k3s, kube_objects, text_files, ufw, vps_snapshot
 from socle import inventory_checks, k3s_plan
 from socle.firewall_plan import firewall_rules
 from socle.k3s_manifests import (
     ingress_check_objects,
     load_manifests,
     missing_namespaces,
-    namespace_object,
     with_digests,
 )
 from socle.versions import VersionsError, load_versions
@@ -143,14 +142,15 @@ k3s.wait_ready(
     timeout=settings.ready_timeout,
 )
 
+# The namespaces gitops/agent grants in without defining (PostgreSQL's), as the phase
+# that owns them writes them.
+for missing in missing_namespaces(agent_manifests):
+    kube_objects.namespace(missing)
 # A bootstrap: the agent needs its identity before Argo CD runs; once Argo CD syncs
 # gitops/agent (an application of the root), the objects are its own.
 k3s.objects(
     name="The agent's identity in the cluster (gitops/agent/)",
-    manifests=with_digests(
-        [namespace_object(name) for name in missing_namespaces(agent_manifests)]
-        + agent_manifests
-    ),
+    manifests=with_digests(agent_manifests),
     leave_to_argocd=True,
 )
 k3s.agent_kubeconfig(

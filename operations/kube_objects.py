@@ -38,7 +38,10 @@ def apply_secret(name: str, namespace: str, manifest: HiddenValue) -> list[objec
     written = secret_files.secret_file(
         name=f"Secret {namespace}/{name} (root-only file)", path=path, secret=manifest
     )
-    present = host.get_fact(KubeObject, kind="secret", name=name, namespace=namespace) is not None
+    present = (
+        host.get_fact(KubeObject, kind="secret", object_name=name, namespace=namespace)
+        is not None
+    )
     applied = apply_file(
         name=f"Secret {namespace}/{name} applied",
         path=path,
@@ -47,33 +50,43 @@ def apply_secret(name: str, namespace: str, manifest: HiddenValue) -> list[objec
     return [written, applied]
 
 
-def namespace_secrets(namespace: str, secrets: dict[str, HiddenValue]) -> None:
+def namespace(name: str) -> None:
     """
-    A namespace (as a k3s auto-deploy manifest, so it exists before Argo CD syncs into
-    it) and Secrets in it, each applied from a root-only file (``apply_secret``).
+    A namespace as a k3s auto-deploy manifest (``socle-namespace-<name>.yaml``), so it
+    exists before Argo CD syncs into it and comes back with k3s, applied at once too.
 
-    + namespace: the namespace
-    + secrets: each Secret's name and its whole manifest, hidden
+    Every phase that needs the namespace writes the same file: they never take turns.
     """
-    path = manifest_path(f"namespace-{namespace}")
+    path = manifest_path(f"namespace-{name}")
     written = text_files.file(
-        name=f"Namespace {namespace} (for its Secrets)",
+        name=f"Namespace {name}",
         path=path,
-        content=manifest_text(namespace_object(namespace)),
+        content=manifest_text(namespace_object(name)),
         mode="600",
     )
-    # k3s applies the folder's files on its own time: the Secrets cannot wait for it.
+    # k3s applies the folder's files on its own time: what follows cannot wait for it.
     present = (
-        host.get_fact(KubeObject, kind="namespace", name=namespace, namespace=namespace)
+        host.get_fact(KubeObject, kind="namespace", object_name=name, namespace=name)
         is not None
     )
     apply_file(
-        name=f"Namespace {namespace} applied",
+        name=f"Namespace {name} applied",
         path=path,
         _if=(lambda: written.did_change() or not present),
     )
+
+
+def namespace_secrets(namespace_name: str, secrets: dict[str, HiddenValue]) -> None:
+    """
+    A namespace (``namespace``) and Secrets in it, each applied from a root-only file
+    (``apply_secret``).
+
+    + namespace_name: the namespace
+    + secrets: each Secret's name and its whole manifest, hidden
+    """
+    namespace(namespace_name)
     for name, manifest in secrets.items():
-        apply_secret(name, namespace, manifest)
+        apply_secret(name, namespace_name, manifest)
 
 
 @operation()
