@@ -46,6 +46,7 @@ class PhaseRunner(BaseStateCallback):
         self.last_op: dict[int, str] = {}
         self.started: dict[int, float] = {}
         self.failed: set[int] = set()
+        self.said_empty: set[int] = set()
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         state.add_callback_handler(self)
 
@@ -64,10 +65,18 @@ class PhaseRunner(BaseStateCallback):
                 self.phase_of[op_hash] = index
                 self.last_op[index] = op_hash
 
+    def _say_empty_phases(self, before: int) -> None:
+        """Say which phases before ``before`` had no operation on any host."""
+        for index in range(before):
+            if index not in self.last_op and index not in self.said_empty:
+                self.said_empty.add(index)
+                self.echo(f"==> {self.label(index)}: nothing to do on these hosts")
+
     def operation_start(self, state: Any, op_hash: str) -> None:  # type: ignore[override]
         """Print the start line of a phase at its first operation."""
         index = self.phase_of.get(op_hash)
         if index is not None and index not in self.started:
+            self._say_empty_phases(index)
             self.started[index] = time.monotonic()
             self.echo(f"==> {self.label(index)}: starting")
 
@@ -93,3 +102,5 @@ class PhaseRunner(BaseStateCallback):
         seconds = time.monotonic() - self.started[index]
         outcome = "failed" if index in self.failed else "done"
         self.echo(f"==> {self.label(index)}: {outcome} in {seconds:.1f} s")
+        if index == max(self.last_op):
+            self._say_empty_phases(len(self.phases))

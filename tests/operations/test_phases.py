@@ -74,3 +74,32 @@ def test_a_failing_phase_is_named_with_its_operation_and_what_to_look_at(
         "Look at: the logs of a"
     )
     assert len(lines) == 2
+
+
+def test_a_phase_without_operations_says_so_in_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = FakeState()
+    ops = {"deploys/a.py": ["a1"], "deploys/b.py": [], "deploys/c.py": ["c1"],
+           "deploys/d.py": []}  # fmt: skip
+
+    def include(path: str) -> None:
+        for op_hash in ops[path]:
+            state.op_meta[op_hash] = SimpleNamespace(names={f"op {op_hash}"})
+
+    monkeypatch.setattr(phases.local, "include", include)
+    lines: list[str] = []
+    phase_runner = PhaseRunner(state, echo=lines.append)
+    for name in ("a", "b", "c", "d"):
+        phase_runner.include(Phase(name, f"deploys/{name}.py", ""))
+
+    for op_hash in ("a1", "c1"):
+        phase_runner.operation_start(state, op_hash)
+        phase_runner.operation_end(state, op_hash)
+
+    assert [line.split(" in ")[0] for line in lines] == [
+        "==> phase 1/4 a: starting", "==> phase 1/4 a: done",
+        "==> phase 2/4 b: nothing to do on these hosts",
+        "==> phase 3/4 c: starting", "==> phase 3/4 c: done",
+        "==> phase 4/4 d: nothing to do on these hosts",
+    ]  # fmt: skip
