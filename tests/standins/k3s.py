@@ -381,6 +381,11 @@ class Store:
             new_meta["creationTimestamp"] = now_rfc3339()
         if kind == "Namespace":
             new["status"] = {"phase": "Active"}
+        if kind == "Secret" and "stringData" in new:
+            # As the API server: clear values go to data, base64-encoded.
+            data = new.setdefault("data", {})
+            for name, value in (new.pop("stringData") or {}).items():
+                data[name] = base64.b64encode(str(value).encode()).decode()
         if kind == "Secret" and new.get("type") == SERVICE_ACCOUNT_TOKEN:
             self._fill_token(new)
         self.record(new, key)
