@@ -126,6 +126,12 @@ def kubectl(node: TestHost, *args: str, check: bool = True) -> subprocess.Comple
     return node.exec([K3S, "kubectl", *args], check=check)
 
 
+def apply_objects(node: TestHost, *objects: dict[str, Any]) -> None:
+    """``k3s kubectl apply -f -`` of ``objects`` as root on the node (recorded by k3s)."""
+    listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+    node.exec(["sh", "-c", f'printf "%s" "$0" | {K3S} kubectl apply -f -', listing])
+
+
 def kubectl_json(node: TestHost, *args: str) -> dict[str, Any]:
     """``k3s kubectl ARGS -o json``, parsed."""
     result: dict[str, Any] = json.loads(kubectl(node, *args, "-o", "json").stdout)

@@ -25,7 +25,7 @@ from tests.gitops import checks
 from tests.gitops.render import crd_schemas_dir
 from tests.harness.hosts import REPO_ROOT, changed_operations
 from tests.hosts.conftest import PlatformNode
-from tests.hosts.k3s_node import kubectl, kubectl_json
+from tests.hosts.k3s_node import apply_objects, kubectl, kubectl_json
 from tests.hosts.platform_node import GRAFANA_KEY, POSTGRESQL_KEY, merged_data, renderings
 from tests.hosts.probes import scan_tcp, tcp_answers, wait_until
 
@@ -199,10 +199,9 @@ def test_after_a_restart_everything_is_back_and_data_reads_back(platform: Platfo
     node.exec(["runuser", "-u", "postgres", "--", "psql", "-q", "-d", "app", "-c",
                "CREATE TABLE IF NOT EXISTS restart_check (note text); "
                f"INSERT INTO restart_check VALUES ('{marker}')"])  # fmt: skip
-    node.exec(["sh", "-c", "printf '%s' \"$0\" | /usr/local/bin/k3s kubectl apply -f -",
-               json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": "restart-check", "namespace": "default"},
-                           "data": {"note": marker}})])  # fmt: skip
+    apply_objects(node, {"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "restart-check", "namespace": "default"},
+                         "data": {"note": marker}})  # fmt: skip
     rules = node.exec("ufw show added").stdout
 
     node.restart()
