@@ -241,7 +241,8 @@ def check_offsite(ctx: VerifyContext) -> Iterable[CheckResult]:
         yield result(
             "7 backups", f"off-site {target} copy within the RPO",
             target_rpo is not None and age <= target_rpo,
-            f"newest off-site {age:.0f} s old, RPO {target_rpo if target_rpo else '?'} s",
+            f"newest off-site {age:.0f} s old, RPO "
+            f"{'?' if target_rpo is None else f'{target_rpo:.0f}'} s",
         )  # fmt: skip
     durations = _by_target(samples.get("socle_offsite_drill_last_duration_seconds", []))
     rto = _by_target(samples.get("socle_rto_target_seconds", []))
@@ -255,7 +256,8 @@ def check_offsite(ctx: VerifyContext) -> Iterable[CheckResult]:
         yield result(
             "7 backups", f"off-site {target} drill within the RTO", passed == 1 and within,
             f"last off-site drill {'passed' if passed == 1 else 'FAILED'} in "
-            f"{'?' if took is None else f'{took:.1f}'} s (fetch included), RTO {target_rto} s",
+            f"{'?' if took is None else f'{took:.1f}'} s (fetch included), RTO "
+            f"{'?' if target_rto is None else f'{target_rto:.0f}'} s",
         )  # fmt: skip
 
 
