@@ -30,6 +30,4 @@ PHASES = (
           "`sudo socle-offsite-restic snapshots` on the node, and docs/offsite.md"),
 )  # fmt: skip
 
-runner = PhaseRunner(state)
-for phase in PHASES:
-    runner.include(phase)
+PhaseRunner(state).include_all(PHASES)

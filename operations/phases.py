@@ -8,14 +8,14 @@ turns pyinfra's operation events into phase events.
 Example, in ``deploys/all.py``::
 
     phases = PhaseRunner(state)
-    phases.include(Phase("k3s", "deploys/k3s.py", "journalctl -u k3s on the node"))
+    phases.include_all([Phase("k3s", "deploys/k3s.py", "journalctl -u k3s on the node")])
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,19 +47,40 @@ class PhaseRunner(BaseStateCallback):
         self.started: dict[int, float] = {}
         self.failed: set[int] = set()
         self.said_empty: set[int] = set()
+        self.total = 0
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         state.add_callback_handler(self)
 
     def label(self, index: int) -> str:
         """``phase 3/7 k3s`` for the phase at ``index``."""
-        return f"phase {index + 1}/{len(self.phases)} {self.phases[index].name}"
+        total = self.total or len(self.phases)
+        return f"phase {index + 1}/{total} {self.phases[index].name}"
+
+    def include_all(self, phases: Sequence[Phase]) -> None:
+        """Include ``phases`` in order, each saying how long its preparation took."""
+        self.total = len(self.phases) + len(phases)
+        for phase in phases:
+            self.include(phase)
 
     def include(self, phase: Phase) -> None:
-        """Collect ``phase``'s operations (``local.include``) and remember which they are."""
+        """Collect ``phase``'s operations (``local.include``) and remember which they are.
+
+        Preparing runs the deploy file: its checks, the facts it reads first, the secrets
+        it decrypts. With ``include_all``, the time that took is said.
+        """
         before = set(self.state.op_meta)
         index = len(self.phases)
         self.phases.append(phase)
-        local.include(phase.deploy)
+        started = time.monotonic()
+        try:
+            local.include(phase.deploy)
+        except Exception:
+            # Every file is prepared before any operation runs: no host was changed.
+            self.echo(f"==> {self.label(index)} REFUSED while preparing; nothing was changed "
+                      f"on any host. Look at the error below, and: {phase.look_at}")
+            raise
+        if self.total:
+            self.echo(f"==> {self.label(index)}: prepared in {time.monotonic() - started:.1f} s")
         for op_hash in self.state.op_meta:
             if op_hash not in before:
                 self.phase_of[op_hash] = index

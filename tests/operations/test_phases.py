@@ -103,3 +103,39 @@ def test_a_phase_without_operations_says_so_in_its_place(
         "==> phase 3/4 c: starting", "==> phase 3/4 c: done",
         "==> phase 4/4 d: nothing to do on these hosts",
     ]  # fmt: skip
+
+
+def test_including_them_all_says_how_long_each_took_to_prepare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = FakeState()
+    monkeypatch.setattr(phases.local, "include", lambda path: None)
+    lines: list[str] = []
+
+    PhaseRunner(state, echo=lines.append).include_all(
+        [Phase(name, f"deploys/{name}.py", "") for name in ("a", "b")]
+    )
+
+    assert [line.split(" in ")[0] for line in lines] == [
+        "==> phase 1/2 a: prepared", "==> phase 2/2 b: prepared"]
+
+
+def test_a_phase_refused_while_preparing_is_named_before_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def include(path: str) -> None:
+        if path == "deploys/b.py":
+            raise ValueError("unconfirmed pin")
+
+    monkeypatch.setattr(phases.local, "include", include)
+    lines: list[str] = []
+
+    with pytest.raises(ValueError, match="unconfirmed pin"):
+        PhaseRunner(FakeState(), echo=lines.append).include_all(
+            [Phase(name, f"deploys/{name}.py", f"the logs of {name}") for name in "abc"]
+        )
+
+    assert lines[-1] == (
+        "==> phase 2/3 b REFUSED while preparing; nothing was changed on any host. "
+        "Look at the error below, and: the logs of b"
+    )
