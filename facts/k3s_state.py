@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from pyinfra.api import FactBase
 from typing_extensions import override
 
+from facts.kube_objects import LISTING_PREAMBLE
 from socle.exposure import exposures_of
 from socle.k3s_plan import (
     IMAGES_DIR,
@@ -159,15 +160,7 @@ class K3sUnit(FactBase[K3sUnitState]):
 
 
 # Boils `kubectl get nodes -o json` down to one line per node; errors to one line.
-_NODES_PROGRAM = r"""
-import json, sys
-raw = sys.stdin.read()
-try:
-    items = json.loads(raw)["items"]
-except (ValueError, KeyError):
-    print("error " + " ".join(raw.split())[-300:])
-    sys.exit(0)
-print("listed")  # a line even for none: a fact without output reads as no answer
+_NODES_PROGRAM = LISTING_PREAMBLE + r"""
 for node in items:
     status = node.get("status", {})
     ready = any(c.get("type") == "Ready" and c.get("status") == "True"

@@ -12,6 +12,18 @@ from pyinfra.api import FactBase
 from typing_extensions import override
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# The start of the node-side programs that boil a `kubectl get ... -o json` listing down:
+# `items`, or one `error` line; then a first line even for no item (a fact without output
+# reads as no answer).
+LISTING_PREAMBLE = r"""
+import json, sys
+raw = sys.stdin.read()
+try:
+    items = json.loads(raw)["items"]
+except (ValueError, KeyError):
+    print("error " + " ".join(raw.split())[-300:])
+    sys.exit(0)
+print("listed")  # a line even for none: a fact without output reads as no answer"""
 _KIND = re.compile(r"^[a-z][a-z0-9.]{0,99}$")
 
 
@@ -53,15 +65,7 @@ class KubeObject(FactBase["dict[str, Any] | None"]):
 
 # Boils `kubectl get applications -o json` down on the node: name, sync, health, and
 # whether a stand-in played the status (a test's stand-in k3s says so in the status).
-_APPLICATIONS_PROGRAM = r"""
-import json, sys
-raw = sys.stdin.read()
-try:
-    items = json.loads(raw)["items"]
-except (ValueError, KeyError):
-    print("error " + " ".join(raw.split())[-300:])
-    sys.exit(0)
-print("listed")  # a line even for none: a fact without output reads as no answer
+_APPLICATIONS_PROGRAM = LISTING_PREAMBLE + r"""
 for app in items:
     status = app.get("status") or {}
     sync = (status.get("sync") or {}).get("status") or "Unknown"

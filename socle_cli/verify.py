@@ -20,7 +20,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -192,37 +192,62 @@ def _by_target(samples: list[tuple[dict[str, str], float]]) -> dict[str, float]:
     }
 
 
+def _target_value(values: dict[str, float], target: str) -> float | None:
+    """The value for ``kind/subject``, else for its kind (targets are set per kind)."""
+    return values.get(target, values.get(target.split("/")[0]))
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _within_rpo(
+    newest: dict[str, float], rpo: dict[str, float], now: int, where: str = ""
+) -> Iterator[CheckResult]:
+    """One row per backup target: its newest backup's age against its RPO."""
+    for target, stamp in sorted(newest.items()):
+        target_rpo = _target_value(rpo, target)
+        age = now - stamp
+        yield result(
+            "7 backups", f"{where}{target} backup within the RPO",
+            target_rpo is not None and age <= target_rpo,
+            f"newest {where}{age:.0f} s old, RPO {_seconds(target_rpo)} s",
+        )  # fmt: skip
+
+
+def _within_rto(
+    results: dict[str, float], durations: dict[str, float], rto: dict[str, float],
+    where: str = "", note: str = "",
+) -> Iterator[CheckResult]:
+    """One row per drill target: its last drill's result and time against its RTO."""
+    if not results:
+        yield result("7 backups", f"{where}restore drill within the RTO", False,
+                     f"no {where}drill has run")  # fmt: skip
+    for target, passed in sorted(results.items()):
+        took = durations.get(target)
+        target_rto = _target_value(rto, target)
+        within = took is not None and target_rto is not None and took <= target_rto
+        yield result(
+            "7 backups", f"{where}{target} drill within the RTO", passed == 1 and within,
+            f"last {where}drill {'passed' if passed == 1 else 'FAILED'} in "
+            f"{'?' if took is None else f'{took:.1f}'} s{note}, RTO {_seconds(target_rto)} s",
+        )  # fmt: skip
+
+
 def check_agent(ctx: VerifyContext) -> Iterable[CheckResult]:
     """Phase 7: the agent runs, the newest backups are within the RPO, drills pass the RTO."""
     state = ctx.run("systemctl is-active socle-agent || true").strip()
     yield result("7 backups", "agent running", state == "active", f"socle-agent is {state}")
     samples, now = agent_metrics(ctx)
     newest = _by_target(samples.get("socle_backup_newest_timestamp_seconds", []))
-    rpo = _by_target(samples.get("socle_rpo_target_seconds", []))
     if not newest:
         yield result("7 backups", "backup within the RPO", False, "no backup in the catalogue")
-    for target, stamp in sorted(newest.items()):
-        target_rpo = rpo.get(target, rpo.get(target.split("/")[0]))
-        age = now - stamp
-        yield result(
-            "7 backups", f"{target} backup within the RPO",
-            target_rpo is not None and age <= target_rpo,
-            f"newest {age:.0f} s old, RPO {target_rpo if target_rpo is not None else '?'} s",
-        )  # fmt: skip
-    results = _by_target(samples.get("socle_drill_last_result", []))
-    durations = _by_target(samples.get("socle_drill_last_duration_seconds", []))
-    rto = _by_target(samples.get("socle_rto_target_seconds", []))
-    if not results:
-        yield result("7 backups", "restore drill within the RTO", False, "no drill has run")
-    for target, passed in sorted(results.items()):
-        took = durations.get(target)
-        target_rto = rto.get(target, rto.get(target.split("/")[0]))
-        within = took is not None and target_rto is not None and took <= target_rto
-        yield result(
-            "7 backups", f"{target} drill within the RTO", passed == 1 and within,
-            f"last drill {'passed' if passed == 1 else 'FAILED'} in "
-            f"{'?' if took is None else f'{took:.1f}'} s, RTO {target_rto} s",
-        )  # fmt: skip
+    yield from _within_rpo(newest, _by_target(samples.get("socle_rpo_target_seconds", [])), now)
+    yield from _within_rto(
+        _by_target(samples.get("socle_drill_last_result", [])),
+        _by_target(samples.get("socle_drill_last_duration_seconds", [])),
+        _by_target(samples.get("socle_rto_target_seconds", [])),
+    )
 
 
 def check_offsite(ctx: VerifyContext) -> Iterable[CheckResult]:
@@ -235,30 +260,13 @@ def check_offsite(ctx: VerifyContext) -> Iterable[CheckResult]:
         raise NotChecked(f"the agent publishes no off-site metrics (inventory key offsite "
                          f"{configured})")  # fmt: skip
     rpo = _by_target(samples.get("socle_offsite_rpo_target_seconds", []))
-    for target, stamp in sorted(newest.items()):
-        target_rpo = rpo.get(target, rpo.get(target.split("/")[0]))
-        age = now - stamp
-        yield result(
-            "7 backups", f"off-site {target} copy within the RPO",
-            target_rpo is not None and age <= target_rpo,
-            f"newest off-site {age:.0f} s old, RPO "
-            f"{'?' if target_rpo is None else f'{target_rpo:.0f}'} s",
-        )  # fmt: skip
-    durations = _by_target(samples.get("socle_offsite_drill_last_duration_seconds", []))
-    rto = _by_target(samples.get("socle_rto_target_seconds", []))
-    if not drills:
-        yield result("7 backups", "off-site drill within the RTO", False,
-                     "no off-site drill has run")  # fmt: skip
-    for target, passed in sorted(drills.items()):
-        took = durations.get(target)
-        target_rto = rto.get(target, rto.get(target.split("/")[0]))
-        within = took is not None and target_rto is not None and took <= target_rto
-        yield result(
-            "7 backups", f"off-site {target} drill within the RTO", passed == 1 and within,
-            f"last off-site drill {'passed' if passed == 1 else 'FAILED'} in "
-            f"{'?' if took is None else f'{took:.1f}'} s (fetch included), RTO "
-            f"{'?' if target_rto is None else f'{target_rto:.0f}'} s",
-        )  # fmt: skip
+    yield from _within_rpo(newest, rpo, now, where="off-site ")
+    yield from _within_rto(
+        drills,
+        _by_target(samples.get("socle_offsite_drill_last_duration_seconds", [])),
+        _by_target(samples.get("socle_rto_target_seconds", [])),
+        where="off-site ", note=" (fetch included)",
+    )
 
 
 def check_repository(ctx: VerifyContext) -> Iterable[CheckResult]:

@@ -22,10 +22,12 @@ class FakeState:
         self.handlers.append(handler)
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> tuple[PhaseRunner, FakeState, list[str]]:
+def runner_of(
+    monkeypatch: pytest.MonkeyPatch, ops: dict[str, list[str]]
+) -> tuple[PhaseRunner, FakeState, list[str]]:
+    """A runner that included one phase per ``deploys/<name>.py`` of ``ops``, each adding
+    the operations listed."""
     state = FakeState()
-    ops = {"deploys/a.py": ["a1", "a2"], "deploys/b.py": ["b1"], "deploys/c.py": ["c1"]}
 
     def include(path: str) -> None:
         for op_hash in ops[path]:
@@ -34,9 +36,17 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> tuple[PhaseRunner, FakeState, lis
     monkeypatch.setattr(phases.local, "include", include)
     lines: list[str] = []
     runner = PhaseRunner(state, echo=lines.append)
-    for name in ("a", "b", "c"):
-        runner.include(Phase(name, f"deploys/{name}.py", f"the logs of {name}"))
+    for path in ops:
+        name = path.removeprefix("deploys/").removesuffix(".py")
+        runner.include(Phase(name, path, f"the logs of {name}"))
     return runner, state, lines
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> tuple[PhaseRunner, FakeState, list[str]]:
+    return runner_of(
+        monkeypatch, {"deploys/a.py": ["a1", "a2"], "deploys/b.py": ["b1"], "deploys/c.py": ["c1"]}
+    )
 
 
 def test_each_phase_prints_its_start_and_its_time(
@@ -79,19 +89,8 @@ def test_a_failing_phase_is_named_with_its_operation_and_what_to_look_at(
 def test_a_phase_without_operations_says_so_in_its_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    state = FakeState()
-    ops = {"deploys/a.py": ["a1"], "deploys/b.py": [], "deploys/c.py": ["c1"],
-           "deploys/d.py": []}  # fmt: skip
-
-    def include(path: str) -> None:
-        for op_hash in ops[path]:
-            state.op_meta[op_hash] = SimpleNamespace(names={f"op {op_hash}"})
-
-    monkeypatch.setattr(phases.local, "include", include)
-    lines: list[str] = []
-    phase_runner = PhaseRunner(state, echo=lines.append)
-    for name in ("a", "b", "c", "d"):
-        phase_runner.include(Phase(name, f"deploys/{name}.py", ""))
+    phase_runner, state, lines = runner_of(monkeypatch, {
+        "deploys/a.py": ["a1"], "deploys/b.py": [], "deploys/c.py": ["c1"], "deploys/d.py": []})
 
     for op_hash in ("a1", "c1"):
         phase_runner.operation_start(state, op_hash)

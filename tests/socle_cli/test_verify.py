@@ -113,7 +113,7 @@ def test_off_site_copies_and_drills_are_checked_where_the_agent_publishes_them()
     absent = run_checks(with_metrics("socle_agent_up 1\n"), [("7", check_offsite)])
 
     assert [(r.check, r.verdict) for r in passing] == [
-        ("off-site postgres/app copy within the RPO", Verdict.GO),
+        ("off-site postgres/app backup within the RPO", Verdict.GO),
         ("off-site postgres/app drill within the RTO", Verdict.GO),
     ]
     assert passing[1].evidence == (

@@ -12,13 +12,14 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agent.conftest import wait_for
 from tests.standins.k3s_build import (
     STANDIN_POSTGRESQL_DIGEST,
     build_binary,
@@ -235,17 +236,6 @@ def test_kubectl_fails_when_the_api_does_not_answer(tmp_path: Path) -> None:
     assert "was refused" in done.stderr
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    """The first true answer of ``check`` (the server's controllers run every 2 s)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = check()
-        if answer:
-            return answer
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} after {timeout} s")
-
-
 def get_json(standin: Standin, *args: str) -> dict[str, Any] | None:
     done = standin.run("kubectl", "get", *args, "-o", "json")
     return json.loads(done.stdout) if done.returncode == 0 else None
@@ -326,13 +316,12 @@ def test_controllers_install_a_helmchart_sync_applications_and_run_workloads(
     # A chart version the test did not render: failed, as an install that fails.
     (manifests / "argocd.json").write_text(helmchart("9.9.9"))
     failed = wait_for(lambda: (get_json(standin, "helmchart", "argocd", "-n", "kube-system")
-                               or {}).get("status"), "a failed install")
+                               or {}).get("status"), 20)
     assert "not {'chart': 'argo-cd', 'version': '9.9.9'" in failed["conditions"][0]["message"]
     assert get_json(standin, "deployment", "argocd-server", "-n", "argocd") is None
 
     (manifests / "argocd.json").write_text(helmchart("10.1.1"))
-    server = wait_for(lambda: get_json(standin, "deployment", "argocd-server", "-n", "argocd"),
-                      "argocd-server")
+    server = wait_for(lambda: get_json(standin, "deployment", "argocd-server", "-n", "argocd"), 20)
     records = standin.kubectl_json("get", "secrets", "-n", "argocd", "-l", "owner=helm")
 
     assert server["status"]["readyReplicas"] == 1
@@ -344,9 +333,8 @@ def test_controllers_install_a_helmchart_sync_applications_and_run_workloads(
     # Argo CD runs: an Application is synced into its destination, its DaemonSet gets a pod.
     standin.run("kubectl", "apply", "-f", "-", stdin=json.dumps(CHILD))
     app = wait_for(lambda: (get_json(standin, "application", "exporter", "-n", "argocd")
-                            or {}).get("status", {}).get("health"), "a synced Application")
-    pods = wait_for(lambda: (get_json(standin, "pods", "-n", "metrics") or {}).get("items"),
-                    "the exporter's pod")
+                            or {}).get("status", {}).get("health"), 20)
+    pods = wait_for(lambda: (get_json(standin, "pods", "-n", "metrics") or {}).get("items"), 20)
     assert app == {"status": "Healthy"}
     assert pods[0]["spec"]["containers"][0]["ports"] == [{"containerPort": 9100}]
     assert pods[0]["status"]["phase"] == "Running"
@@ -357,14 +345,14 @@ def test_controllers_install_a_helmchart_sync_applications_and_run_workloads(
     standin.run("kubectl", "apply", "-f", "-", stdin=json.dumps(changed))
     status = wait_for(lambda: (get_json(standin, "application", "exporter", "-n", "argocd")
                                or {}).get("status", {}).get("sync", {}).get("status")
-                      == "OutOfSync", "an OutOfSync Application")
+                      == "OutOfSync", 20)
     assert status
 
     # Unmanaged: helm-controller leaves the release alone, records and all.
     standin.run("kubectl", "delete", "secret", "-n", "argocd", "-l", "owner=helm,name=argocd")
     (manifests / "argocd.json").write_text(helmchart("10.1.1", unmanaged=True))
     wait_for(lambda: "unmanaged" in json.dumps(
-        get_json(standin, "helmchart", "argocd", "-n", "kube-system")), "the unmanaged chart")
+        get_json(standin, "helmchart", "argocd", "-n", "kube-system")), 20)
     time.sleep(2.5)
     left = standin.kubectl_json("get", "secrets", "-n", "argocd", "-l", "owner=helm")
     assert left["items"] == []
