@@ -99,7 +99,7 @@ def platform_agent_settings() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def platform(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformNode]:
+def deployed(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformNode]:
     """A fresh node given every phase by one run of deploys/all.py, watched by a spy."""
     require_render_tools()
     workdir = tmp_path_factory.mktemp("platform")

@@ -47,23 +47,23 @@ print(json.dumps([[i, n, d, (v or b"").decode()] for i, n, d, v in rows]))
 """
 
 
-def values_of(platform: PlatformNode) -> dict[str, Any]:
+def values_of(deployed: PlatformNode) -> dict[str, Any]:
     """The root Application's values, as deploys/argocd.py computes them for this node."""
-    data = merged_data(platform.data)
+    data = merged_data(deployed.data)
     return root_values(data, load_versions(Path(data["socle_versions_file"])))
 
 
-def revisions(platform: PlatformNode, *keys: str) -> list[tuple[int, str, int, str]]:
+def revisions(deployed: PlatformNode, *keys: str) -> list[tuple[int, str, int, str]]:
     """Every kine revision of ``keys``, oldest first: (id, key, deleted, value)."""
-    out = platform.node.exec(["python3", "-c", REVISIONS_PROGRAM, DATASTORE, *keys]).stdout
+    out = deployed.node.exec(["python3", "-c", REVISIONS_PROGRAM, DATASTORE, *keys]).stdout
     return [tuple(row) for row in json.loads(out)]  # type: ignore[misc]
 
 
 def test_the_first_run_goes_through_every_phase_in_order_with_its_time(
-    platform: PlatformNode,
+    deployed: PlatformNode,
 ) -> None:
-    lines = [line for line in platform.first_run.stderr.splitlines() if line.startswith("==> ")]
-    print(f"first run of deploys/all.py: {platform.first_run_seconds:.1f} s")
+    lines = [line for line in deployed.first_run.stderr.splitlines() if line.startswith("==> ")]
+    print(f"first run of deploys/all.py: {deployed.first_run_seconds:.1f} s")
 
     started = [line.split()[2].split("/")[0] + " " + line.split()[3].rstrip(":")
                for line in lines if line.endswith("starting")]  # fmt: skip
@@ -73,22 +73,22 @@ def test_the_first_run_goes_through_every_phase_in_order_with_its_time(
     assert len(done) == len(PHASES) - 1
     assert lines[-1] == "==> phase 8/8 offsite: nothing to do on these hosts"
     assert not [line for line in lines if "FAILED" in line]
-    assert changed_operations(platform.first_run.stdout)
+    assert changed_operations(deployed.first_run.stdout)
 
 
-def test_a_second_run_changes_nothing(platform: PlatformNode) -> None:
-    second = platform.deploy("--json")
+def test_a_second_run_changes_nothing(deployed: PlatformNode) -> None:
+    second = deployed.deploy("--json")
 
     assert changed_operations(second.stdout) == []
 
 
 def test_argocd_is_handed_over_before_the_root_application_is_written(
-    platform: PlatformNode,
+    deployed: PlatformNode,
 ) -> None:
     chart, record, root = ("/registry/helmcharts/kube-system/argocd",
                            "/registry/secrets/argocd/sh.helm.release.v1.argocd.v1",
                            "/registry/applications/argocd/socle-root")  # fmt: skip
-    history = revisions(platform, chart, record, root)
+    history = revisions(deployed, chart, record, root)
 
     unmanaged = min(i for i, key, _, value in history
                     if key == chart and cluster_manifests.UNMANAGED_ANNOTATION in value)
@@ -96,15 +96,15 @@ def test_argocd_is_handed_over_before_the_root_application_is_written(
     records_gone = min(i for i, key, deleted, _ in history if key == record and deleted)
     root_written = min(i for i, key, _, _ in history if key == root)
     assert installed < unmanaged < records_gone < root_written
-    helmchart = kubectl_json(platform.node, "get", "helmchart", "argocd", "-n", "kube-system")
+    helmchart = kubectl_json(deployed.node, "get", "helmchart", "argocd", "-n", "kube-system")
     assert helmchart["spec"]["version"] == load_versions().charts["argo-cd"].version
     assert helmchart["spec"]["failurePolicy"] == "abort"
-    assert kubectl_json(platform.node, "get", "secrets", "-n", "argocd",
+    assert kubectl_json(deployed.node, "get", "secrets", "-n", "argocd",
                         "-l", "owner=helm")["items"] == []  # fmt: skip
 
 
-def test_the_root_application_brings_every_application_synced(platform: PlatformNode) -> None:
-    items = kubectl_json(platform.node, "get", "applications", "-n", "argocd")["items"]
+def test_the_root_application_brings_every_application_synced(deployed: PlatformNode) -> None:
+    items = kubectl_json(deployed.node, "get", "applications", "-n", "argocd")["items"]
 
     states = {app["metadata"]["name"]: (app["status"]["sync"]["status"],
                                         app["status"]["health"]["status"]) for app in items}
@@ -115,18 +115,18 @@ def test_the_root_application_brings_every_application_synced(platform: Platform
 
 
 def test_the_manifests_k3s_auto_deploys_are_the_ones_the_render_tests_validate(
-    platform: PlatformNode,
+    deployed: PlatformNode,
 ) -> None:
     folder = cluster_manifests.MANIFESTS_DIR
-    names = platform.node.exec(f"ls {folder}").stdout.split()
-    on_node = {name: yaml.safe_load_all(platform.node.exec(f"cat {folder}/{name}").stdout)
+    names = deployed.node.exec(f"ls {folder}").stdout.split()
+    on_node = {name: yaml.safe_load_all(deployed.node.exec(f"cat {folder}/{name}").stdout)
                for name in names if name != "socle-traefik-config.yaml"}  # fmt: skip
     objects = [obj for documents in on_node.values() for obj in documents if obj]
-    values = values_of(platform)
-    versions = load_versions(Path(merged_data(platform.data)["socle_versions_file"]))
+    values = values_of(deployed)
+    versions = load_versions(Path(merged_data(deployed.data)["socle_versions_file"]))
     argocd_values = (REPO_ROOT / cluster_manifests.ARGOCD_VALUES).read_text()
     book = checks.SchemaBook()
-    for rendering in renderings(platform.data).values():
+    for rendering in renderings(deployed.data).values():
         book.add_crds(rendering["objects"], "rendered")
     if crd_schemas_dir() is not None:
         book.add_folder(crd_schemas_dir())  # type: ignore[arg-type]
@@ -145,24 +145,24 @@ def test_the_manifests_k3s_auto_deploys_are_the_ones_the_render_tests_validate(
         cluster_manifests.namespace("database"),
     ], key=checks.name_of)  # fmt: skip
     assert problems == [] and builtin == 2 and custom == 2
-    modes = platform.node.exec(f"stat -c '%a %U' {folder}/socle-*.yaml").stdout.split("\n")
+    modes = deployed.node.exec(f"stat -c '%a %U' {folder}/socle-*.yaml").stdout.split("\n")
     assert all(mode.startswith("600 root") for mode in modes if mode)
 
 
-def test_secrets_come_from_sops_and_no_other_user_sees_them(platform: PlatformNode) -> None:
-    node = platform.node
+def test_secrets_come_from_sops_and_no_other_user_sees_them(deployed: PlatformNode) -> None:
+    node = deployed.node
     grafana = kubectl_json(node, "get", "secret", "grafana-admin", "-n", "monitoring")
     database = kubectl_json(node, "get", "secret", "postgresql-credentials", "-n", "database")
     files = node.exec("stat -c '%n %a %U' /etc/socle/kube-secrets "
                       "/etc/socle/kube-secrets/*").stdout.splitlines()  # fmt: skip
-    output = platform.first_run.stdout + platform.first_run.stderr
+    output = deployed.first_run.stdout + deployed.first_run.stderr
 
     def clear(secret: dict[str, Any], key: str) -> str:
         return base64.b64decode(secret["data"][key]).decode()
 
-    assert clear(grafana, "admin-password") == platform.secrets[GRAFANA_KEY]
+    assert clear(grafana, "admin-password") == deployed.secrets[GRAFANA_KEY]
     assert clear(grafana, "admin-user") == "admin"
-    assert clear(database, "password") == platform.secrets[POSTGRESQL_KEY]
+    assert clear(database, "password") == deployed.secrets[POSTGRESQL_KEY]
     assert clear(database, "username") == "postgres"
     assert files[0].endswith(" 700 root")
     assert sorted(line.split()[0].rsplit("/", 1)[1] for line in files[1:]) == [
@@ -171,12 +171,12 @@ def test_secrets_come_from_sops_and_no_other_user_sees_them(platform: PlatformNo
     assert all(line.endswith(" 600 root") for line in files[1:])
     # An unprivileged user read every command line and file it could during the first
     # run: never a secret. Nor did the deploy's own output show one.
-    assert platform.spied["hits"] == [] and int(platform.spied["looks"]) > 20
-    assert not [name for name, value in platform.secrets.items() if value in output]
+    assert deployed.spied["hits"] == [] and int(deployed.spied["looks"]) > 20
+    assert not [name for name, value in deployed.secrets.items() if value in output]
 
 
-def test_nothing_is_public_with_the_whole_platform_in_the_cluster(platform: PlatformNode) -> None:
-    node = platform.node
+def test_nothing_is_public_with_the_whole_platform_in_the_cluster(deployed: PlatformNode) -> None:
+    node = deployed.node
     listing = kubectl_json(node, "get", "services,pods", "-A")["items"]
     exposures = exposures_of(listing)
     exporter = [pod for pod in listing if pod["kind"] == "Pod"
@@ -190,11 +190,11 @@ def test_nothing_is_public_with_the_whole_platform_in_the_cluster(platform: Plat
     assert len(exporter) == 1 and not exporter[0]["spec"].get("hostNetwork")
     assert not [p for c in exporter[0]["spec"]["containers"] for p in c.get("ports") or []
                 if "hostPort" in p]  # fmt: skip
-    assert scan_tcp(platform.outsider, node.address) == [22]
+    assert scan_tcp(deployed.outsider, node.address) == [22]
 
 
-def test_after_a_restart_everything_is_back_and_data_reads_back(platform: PlatformNode) -> None:
-    node = platform.node
+def test_after_a_restart_everything_is_back_and_data_reads_back(deployed: PlatformNode) -> None:
+    node = deployed.node
     marker = "written before the restart"
     node.exec(["runuser", "-u", "postgres", "--", "psql", "-q", "-d", "app", "-c",
                "CREATE TABLE IF NOT EXISTS restart_check (note text); "
@@ -211,8 +211,8 @@ def test_after_a_restart_everything_is_back_and_data_reads_back(platform: Platfo
     wait_until(lambda: kubectl(node, "get", "nodes", check=False).returncode == 0, "k3s's API")
     assert node.exec("ufw status").stdout.startswith("Status: active")
     assert node.exec("ufw show added").stdout == rules
-    wait_until(lambda: tcp_answers(platform.admin, VPN_ADDRESS, 6443), "the API over the VPN")
-    assert scan_tcp(platform.outsider, node.address) == [22]
+    wait_until(lambda: tcp_answers(deployed.admin, VPN_ADDRESS, 6443), "the API over the VPN")
+    assert scan_tcp(deployed.outsider, node.address) == [22]
     # the agent's schedule runs again: its frequent disk check, twice since the boot
     wait_until(lambda: node.exec("journalctl -b -u socle-agent -o cat").stdout.count(
         "disk_check: ok") >= 2, "the agent's scheduled disk check, twice", timeout=120)

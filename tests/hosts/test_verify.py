@@ -23,15 +23,15 @@ from tests.hosts.probes import start_listener, stop_listener
 pytestmark = pytest.mark.host
 
 
-def verify(platform: PlatformNode, *args: str) -> tuple[int, str]:
+def verify(deployed: PlatformNode, *args: str) -> tuple[int, str]:
     """Run `socle verify` as an operator would; check the report kept is the one printed."""
-    reports = platform.workdir / "reports"
+    reports = deployed.workdir / "reports"
     started = time.monotonic()
-    proc = platform.socle("verify", "-i", "inventories/test.py", "--report-dir", str(reports),
+    proc = deployed.socle("verify", "-i", "inventories/test.py", "--report-dir", str(reports),
                           *args)  # fmt: skip
     print(f"socle verify took {time.monotonic() - started:.1f} s")
     assert proc.returncode in (0, 1), proc.stderr
-    kept = sorted(reports.glob(f"verify-{platform.node.name}-*.md"))
+    kept = sorted(reports.glob(f"verify-{deployed.node.name}-*.md"))
     assert kept and kept[-1].read_text() == proc.stdout
     return proc.returncode, proc.stdout
 
@@ -40,14 +40,14 @@ def row(report: str, check: str) -> str:
     return next(line for line in report.splitlines() if f"| {check} |" in line)
 
 
-def fresh_backup_and_drill(platform: PlatformNode) -> None:
-    platform.node.ssh("sudo socle-agent backup postgres && sudo socle-agent drill postgres")
+def fresh_backup_and_drill(deployed: PlatformNode) -> None:
+    deployed.node.ssh("sudo socle-agent backup postgres && sudo socle-agent drill postgres")
 
 
-def test_a_healthy_node_is_go_and_lists_what_it_could_not_check(platform: PlatformNode) -> None:
-    fresh_backup_and_drill(platform)
+def test_a_healthy_node_is_go_and_lists_what_it_could_not_check(deployed: PlatformNode) -> None:
+    fresh_backup_and_drill(deployed)
 
-    code, report = verify(platform)
+    code, report = verify(deployed)
     print(report)
 
     assert code == 0, report
@@ -75,13 +75,13 @@ def test_a_healthy_node_is_go_and_lists_what_it_could_not_check(platform: Platfo
         report, "off-site copies within the RPO, off-site drills within the RTO")
 
 
-def test_a_port_opened_on_the_public_side_is_no_go(platform: PlatformNode) -> None:
-    node = platform.node
-    fresh_backup_and_drill(platform)
+def test_a_port_opened_on_the_public_side_is_no_go(deployed: PlatformNode) -> None:
+    node = deployed.node
+    fresh_backup_and_drill(deployed)
     node.exec("ufw allow 8080/tcp")
     start_listener(node, [8080])
     try:
-        code, report = verify(platform)
+        code, report = verify(deployed)
     finally:
         stop_listener(node)
         node.exec("ufw delete allow 8080/tcp")
@@ -92,9 +92,9 @@ def test_a_port_opened_on_the_public_side_is_no_go(platform: PlatformNode) -> No
     assert "NOT ALLOWED: [8080]" in report
 
 
-def test_a_node_port_service_is_no_go_naming_it(platform: PlatformNode) -> None:
-    node = platform.node
-    fresh_backup_and_drill(platform)
+def test_a_node_port_service_is_no_go_naming_it(deployed: PlatformNode) -> None:
+    node = deployed.node
+    fresh_backup_and_drill(deployed)
     leaks = [
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "leaky-web", "namespace": "default"},
@@ -105,7 +105,7 @@ def test_a_node_port_service_is_no_go_naming_it(platform: PlatformNode) -> None:
     ]  # fmt: skip
     apply_objects(node, *leaks)
     try:
-        code, report = verify(platform)
+        code, report = verify(deployed)
     finally:
         kubectl(node, "delete", "service", "leaky-web", "-n", "default")
         kubectl(node, "delete", "service", "grafana-public", "-n", "monitoring")
@@ -120,12 +120,12 @@ def test_a_node_port_service_is_no_go_naming_it(platform: PlatformNode) -> None:
     assert "kps-grafana" not in line
 
 
-def test_a_secret_committed_in_clear_is_no_go(platform: PlatformNode, tmp_path: Path) -> None:
-    fresh_backup_and_drill(platform)
+def test_a_secret_committed_in_clear_is_no_go(deployed: PlatformNode, tmp_path: Path) -> None:
+    fresh_backup_and_drill(deployed)
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "values.yaml").write_text("db:\n  password: Wq3" + "xLp9vTz2RkNc\n")
 
-    code, report = verify(platform, "--repo", str(tmp_path))
+    code, report = verify(deployed, "--repo", str(tmp_path))
 
     assert code == 1
     assert "values.yaml:2: a secret-named value in clear (password)" in row(
@@ -133,8 +133,8 @@ def test_a_secret_committed_in_clear_is_no_go(platform: PlatformNode, tmp_path: 
     )
 
 
-def test_a_failing_drill_is_no_go(platform: PlatformNode) -> None:
-    node = platform.node
+def test_a_failing_drill_is_no_go(deployed: PlatformNode) -> None:
+    node = deployed.node
     node.ssh("sudo socle-agent backup postgres")
     # One byte flipped in the largest file of the newest backup, whatever its format.
     node.exec(
@@ -144,19 +144,19 @@ def test_a_failing_drill_is_no_go(platform: PlatformNode) -> None:
     )
     node.ssh("sudo socle-agent drill postgres", check=False)
 
-    code, report = verify(platform)
+    code, report = verify(deployed)
 
     assert code == 1
     assert "FAILED" in row(report, "postgres drill within the RTO")
 
 
-def test_the_agent_stopped_past_the_rpo_is_no_go(platform: PlatformNode) -> None:
-    node = platform.node
-    fresh_backup_and_drill(platform)
+def test_the_agent_stopped_past_the_rpo_is_no_go(deployed: PlatformNode) -> None:
+    node = deployed.node
+    fresh_backup_and_drill(deployed)
     node.ssh("sudo systemctl stop socle-agent")
     try:
         time.sleep(POSTGRES_RPO_S + 2)
-        code, report = verify(platform)
+        code, report = verify(deployed)
     finally:
         node.ssh("sudo systemctl start socle-agent")
 
