@@ -34,6 +34,7 @@ from socle_cli.verify_core import (
 
 K3S = "/usr/local/bin/k3s"
 API_PORT = 6443
+INGRESS_PORT = 80
 ALERTMANAGER_PORT = 9093
 PROMETHEUS_PORT = 9090
 POSTGRESQL_PORT = 5432
@@ -139,7 +140,7 @@ def check_test_ingress(ctx: VerifyContext) -> Iterable[CheckResult]:
         raise NotChecked("the test ingress is not installed (k3s_test_ingress is off)")
     refuse_on_standin(ctx, "Traefik")
     host = str(ctx.data.get("k3s_test_ingress_host", DEFAULT_TEST_INGRESS_HOST))
-    url = f"http://{ctx.public_address}/"
+    url = f"http://{ctx.public_address}:{INGRESS_PORT}/"
     request = urllib.request.Request(url, headers={"Host": host})
     started = time.monotonic()
     try:

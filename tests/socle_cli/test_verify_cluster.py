@@ -228,3 +228,44 @@ def test_a_refused_login_is_no_go_and_no_vpn_is_not_checked(
     assert no_vpn.verdict is Verdict.NOT_CHECKED
     assert "does not answer from this machine" in no_vpn.evidence
     assert "connect the VPN" in no_vpn.evidence
+
+
+# The test ingress through Traefik (a local HTTP server standing for it) -------------------
+
+
+def test_the_test_ingress_is_go_only_when_it_answers_its_page_for_its_host(
+    versions_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages = {"test-ingress.socle.invalid": b"socle test ingress\n"}
+
+    class Traefik(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            page = pages.get(self.headers["Host"])
+            self.send_response(200 if page else 404)
+            self.end_headers()
+            self.wfile.write(page or b"404 page not found")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Traefik)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(verify_cluster, "INGRESS_PORT", server.server_address[1])
+    ctx = context(versions_file)
+    ctx.data.update({"ssh_hostname": "127.0.0.1", "k3s_test_ingress": True})
+    try:
+        [answered] = run_checks(ctx, [("3", check_test_ingress)])
+        ctx.data["k3s_test_ingress_host"] = "other.socle.invalid"
+        [other_host] = run_checks(ctx, [("3", check_test_ingress)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    [nothing] = run_checks(ctx, [("3", check_test_ingress)])
+
+    assert answered.verdict is Verdict.GO
+    assert "with Host test-ingress.socle.invalid: HTTP 200" in answered.evidence
+    assert other_host.verdict is Verdict.NO_GO and "HTTP 404" in other_host.evidence
+    assert nothing.verdict is Verdict.NO_GO and "Connection refused" in nothing.evidence
