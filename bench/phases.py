@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.harness.hosts import Harness, TestHost, changed_operations  # noqa: E402
 from tests.hosts.admin import connect_admin, new_admin_key  # noqa: E402
+from tests.hosts.k3s_node import standin_k3s_data  # noqa: E402
 from tests.hosts.platform_node import (  # noqa: E402
     GRAFANA_KEY,
     POSTGRESQL_KEY,
@@ -41,7 +42,6 @@ from tests.hosts.platform_node import (  # noqa: E402
     renderings,
 )
 from tests.sops_files import write_sops_file  # noqa: E402
-from tests.standins.k3s_build import make_release, write_versions_file  # noqa: E402
 
 TARGET_NOOP_S = 15.0
 TARGET_VERIFY_S = 10.0
@@ -99,10 +99,8 @@ def one_round(harness: Harness, index: int, work: Path, verify_runs: int) -> dic
     folder.mkdir()
     sops_file, key_file = write_sops_file(folder, values)
     admin_key, admin_public = new_admin_key(folder)
-    release = make_release("v1.33.2+k3s1", folder)
-    versions = write_versions_file(folder / "versions.toml", release)
-    data = platform_node_data(admin_public, values["postgres_password"], sops_file, versions,
-                              release.airgap_dir)
+    data = platform_node_data(admin_public, values["postgres_password"], sops_file,
+                              standin_k3s_data(folder))
     hosts_file = harness.write_hosts_file(folder / "hosts.json", [node], data={node.name: data})
     env = environment(hosts_file, key_file)
     timed_deploy(env, "tests/hosts/deploys/postgres_standin.py")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import yaml
 
 from socle.k3s_plan import API_PORT, KUBECONFIG
 from socle_cli.inventory import InventoryLookupError, host_with, load_hosts, node_session
+from socle_cli.private_files import write_private
 
 
 class KubeconfigError(Exception):
@@ -78,22 +77,6 @@ def read_node_kubeconfig(inventory: Path, host_name: str, data: Mapping[str, Any
             "(deploys/k3s.py)?"
         )
     return output.stdout + "\n"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a 0600 temporary file in the same folder."""
-    folder = path.parent if str(path.parent) else Path(".")
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def write_kubeconfig(inventory: Path, output: Path, host_name: str | None = None) -> str:

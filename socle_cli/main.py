@@ -7,6 +7,7 @@ import sys
 
 from socle_cli import (
     alerting,
+    dr_rehearsal,
     kubeconfig,
     offsite_prune,
     pins,
@@ -21,6 +22,7 @@ COMMAND_MODULES = (
     wireguard_client,
     kubeconfig,
     verify,
+    dr_rehearsal,
     alerting,
     secret_check,
     pins,

@@ -30,6 +30,7 @@ from pathlib import Path
 from socle.versions import (
     ARCHITECTURES,
     VERSIONS_FILE,
+    ImagePin,
     K3sPin,
     PostgresqlPin,
     VersionsError,
@@ -131,8 +132,10 @@ def _bearer_token(challenge: str, fetch: Fetch) -> str:
         raise PinError(f"the registry's token service {url} gave no token") from None
 
 
-def image_digest_update(pin: PostgresqlPin, fetch: Fetch = _fetch) -> PinUpdate:
-    """Return the digest the image's registry gives for the pinned tag."""
+def image_digest_update(
+    pin: PostgresqlPin | ImagePin, table: str, fetch: Fetch = _fetch
+) -> PinUpdate:
+    """Return the digest the image's registry gives for the pinned tag, for ``table``."""
     registry, repository = _registry_and_repository(pin.image)
     url = f"{registry}/v2/{repository}/manifests/{pin.tag}"
     headers = {"Accept": _MANIFEST_TYPES}
@@ -146,7 +149,7 @@ def image_digest_update(pin: PostgresqlPin, fetch: Fetch = _fetch) -> PinUpdate:
     digest = {k.lower(): v for k, v in answer.items()}.get("docker-content-digest", "")
     if not _DIGEST.match(digest):
         raise PinError(f"{url} gave no sha256 digest (Docker-Content-Digest: {digest!r})")
-    return PinUpdate("postgresql", "digest", digest, url)
+    return PinUpdate(table, "digest", digest, url)
 
 
 def apply_updates(text: str, updates: list[PinUpdate]) -> str:
@@ -168,7 +171,8 @@ def apply_updates(text: str, updates: list[PinUpdate]) -> str:
 
 
 def pin(what: str, path: Path, check: bool, fetch: Fetch = _fetch) -> list[str]:
-    """Fetch ``what`` (``k3s``, ``postgresql`` or ``all``); write or compare; return changes.
+    """Fetch ``what`` (``k3s``, ``postgresql``, an image of ``[images]`` or ``all``); write
+    or compare; return the changes.
 
     With ``check`` nothing is written. The file is replaced atomically, and only after
     every value was read, so a failure half-way leaves it as it was.
@@ -178,7 +182,13 @@ def pin(what: str, path: Path, check: bool, fetch: Fetch = _fetch) -> list[str]:
     if what in ("k3s", "all"):
         updates += k3s_updates(versions.k3s, fetch)
     if what in ("postgresql", "all"):
-        updates.append(image_digest_update(versions.postgresql, fetch))
+        updates.append(image_digest_update(versions.postgresql, "postgresql", fetch))
+    for name, image in versions.images.items():
+        if what in (name, "all"):
+            updates.append(image_digest_update(image, f"images.{name}", fetch))
+    if not updates:
+        known = ", ".join(["k3s", "postgresql", *versions.images, "all"])
+        raise PinError(f"nothing named {what!r} to pin (known: {known})")
     text = path.read_text()
     new_text = apply_updates(text, updates)
     current = {(u.table, u.key): u for u in updates}
@@ -225,7 +235,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "as it was."
         ),
     )
-    pins.add_argument("what", nargs="?", choices=("k3s", "postgresql", "all"), default="all")
+    pins.add_argument("what", nargs="?", default="all",
+                      help="k3s, postgresql, an image of [images] (test-ingress), or all")
     pins.add_argument("--versions-file", type=Path, default=VERSIONS_FILE)
     pins.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a value differs"

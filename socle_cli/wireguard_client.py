@@ -10,7 +10,6 @@ the node itself over SSH.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from socle import inventory_checks
 from socle.sops_secrets import SopsError
 from socle.wireguard_keys import public_key_of
 from socle_cli.inventory import InventoryLookupError, host_with, load_hosts, node_session
+from socle_cli.private_files import write_private
 
 __all__ = ["ClientConfigError", "load_hosts", "write_client_config"]
 
@@ -187,10 +187,7 @@ def _client_config_command(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     # The file may hold the admin's private key: readable by its owner only.
-    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as output:
-        output.write(text)
+    write_private(args.output, text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

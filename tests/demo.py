@@ -28,10 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from socle.cluster_manifests import UNMANAGED_ANNOTATION
 from socle.exposure import exposures_of, refused_exposures
+from socle.versions import load_versions
 from tests.gitops.render import missing_tools
 from tests.harness.hosts import DEFAULT_CACHE_DIR, REPO_ROOT, Harness, changed_operations
 from tests.hosts.admin import connect_admin, new_admin_key, socle_command
-from tests.hosts.k3s_node import kubectl, kubectl_json
+from tests.hosts.k3s_node import kubectl, kubectl_json, standin_k3s_data
 from tests.hosts.platform_node import (
     GRAFANA_KEY,
     POSTGRESQL_KEY,
@@ -47,10 +48,9 @@ from tests.hosts.probes import (
     tcp_answers,
 )
 from tests.sops_files import write_sops_file
-from tests.standins.k3s_build import make_release, write_versions_file
 
 VPN_ADDRESS = "10.8.0.1"
-K3S_VERSION = "v1.33.2+k3s1"
+K3S_VERSION = load_versions().k3s.version
 
 
 def say(line: str = "") -> None:
@@ -106,10 +106,8 @@ def main() -> int:
         sops_file, age_key = write_sops_file(workdir, values)
         os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
         admin_key, admin_public = new_admin_key(workdir)
-        release = make_release(K3S_VERSION, workdir / "k3s")
-        versions = write_versions_file(workdir / "versions.toml", release)
         data = platform_node_data(admin_public, values["postgres_password"], sops_file,
-                                  versions, release.airgap_dir)  # fmt: skip
+                                  standin_k3s_data(workdir))  # fmt: skip
         hosts_file = harness.write_hosts_file(
             DEFAULT_CACHE_DIR / "hosts.json" if args.keep else workdir / "hosts.json",
             [node], data={"node": data},

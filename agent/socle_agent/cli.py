@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -94,8 +95,16 @@ def cmd_job(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_list(config: Config, args: argparse.Namespace) -> int:
-    """List the complete backups, oldest first."""
+    """List the complete backups, oldest first (``--json``: one object per backup)."""
     backups = catalogue.list_backups(config.agent.backup_dir, args.kind)
+    if args.json:
+        print(json.dumps([
+            {"id": b.manifest.id, "kind": b.manifest.kind, "subject": b.manifest.subject,
+             "finished": b.manifest.finished, "size_bytes": b.manifest.size_bytes,
+             "folder": b.path.name}
+            for b in backups
+        ], indent=1))  # fmt: skip
+        return 0
     if not backups:
         print("no backups")
         return 0
@@ -227,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
             kind_parser.set_defaults(func=restore_command(source), check_paths=True)
     list_parser = add("list", cmd_list, check=False)
     list_parser.add_argument("--kind", choices=tuple(sources))
+    list_parser.add_argument("--json", action="store_true", help="print JSON, for programs")
     prune = add("prune", cmd_prune, check=False)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     add("notify-test", cmd_notify_test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def test_backup_list_status_and_prune(
     assert agent(path, "prune").stdout == "prune: 2 backups deleted\n"
     kept = agent(path, "list", "--kind", "postgres").stdout.splitlines()[1:]
     assert [line.split()[0] for line in kept] == ["shop-old2", listing[1].split()[0]]
+    as_json = json.loads(agent(path, "list", "--json").stdout)
+    assert [(b["id"], b["kind"], b["subject"]) for b in as_json] == [
+        ("shop-old2", "postgres", "shop"), (listing[1].split()[0], "postgres", "shop")
+    ]
+    assert as_json[1]["finished"] > as_json[0]["finished"] and as_json[1]["size_bytes"] > 0
 
 
 def test_backup_with_postgres_unreachable_exits_1(

@@ -115,9 +115,12 @@ def lynis_audit(target: TestHost) -> LynisResult:
 
 def failing_logins(client: TestHost, address: str, count: int, user: str = "ubuntu") -> None:
     """Try ``count`` SSH logins from ``client`` without any key: each one fails."""
+    # A ban can land between the TCP connection and the key exchange, after which the
+    # server stays silent: bound each attempt, or the client would wait forever.
     attempt = (
-        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-        f"-o ConnectTimeout=5 -o PubkeyAuthentication=no -o IdentityFile=/dev/null "
+        "timeout 20 ssh -o BatchMode=yes -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o ServerAliveInterval=2 "
+        "-o ServerAliveCountMax=2 -o PubkeyAuthentication=no -o IdentityFile=/dev/null "
         f"{shlex.quote(user)}@{address} true"
     )
     for _ in range(count):

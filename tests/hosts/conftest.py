@@ -27,6 +27,7 @@ import pytest
 from tests.gitops.conftest import require_render_tools
 from tests.harness.hosts import REPO_ROOT, Harness, TestHost
 from tests.hosts.admin import connect_admin, new_admin_key, socle_command
+from tests.hosts.k3s_node import standin_k3s_data
 from tests.hosts.platform_node import (
     GRAFANA_KEY,
     POSTGRESQL_KEY,
@@ -36,9 +37,7 @@ from tests.hosts.platform_node import (
 )
 from tests.hosts.probes import SecretSpy
 from tests.sops_files import write_sops_file
-from tests.standins.k3s_build import make_release, write_versions_file
 
-K3S_VERSION = "v1.33.2+k3s1"
 # Short enough for a test to outlive it with the agent stopped (tests/hosts/test_verify.py).
 POSTGRES_RPO_S = 25
 # Where a secret could leak to another local user during the deploy.
@@ -110,10 +109,8 @@ def deployed(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iter
               ("postgres_password", GRAFANA_KEY, POSTGRESQL_KEY)}  # fmt: skip
     sops_file, key_file = write_sops_file(workdir, values)
     admin_key, admin_public = new_admin_key(workdir)
-    release = make_release(K3S_VERSION, workdir / "k3s")
-    versions = write_versions_file(workdir / "versions.toml", release)
-    data = platform_node_data(admin_public, values["postgres_password"], sops_file, versions,
-                              release.airgap_dir, agent_settings=platform_agent_settings())
+    data = platform_node_data(admin_public, values["postgres_password"], sops_file,
+                              standin_k3s_data(workdir), agent_settings=platform_agent_settings())
     hosts_file = harness.write_hosts_file(workdir / "hosts.json", [node], data={node.name: data})
     place_renderings(node, renderings(data))
     platform_node = PlatformNode(harness, node, admin, outsider, workdir, hosts_file, data,

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from socle.versions import load_versions
 from tests.harness.hosts import TestHost
 from tests.hosts.probes import wait_until
-from tests.standins.k3s_build import StandinRelease
+from tests.standins.k3s_build import StandinRelease, make_release, write_versions_file
 
 K3S = "/usr/local/bin/k3s"
 FIXTURES = "/var/lib/rancher/k3s/standin/objects"
@@ -97,6 +98,14 @@ def k3s_node_data(admin_public_key: str, versions_file: Path, **extra: Any) -> d
     }
 
 
+def standin_k3s_data(folder: Path) -> dict[str, str]:
+    """Host data installing the stand-in k3s at the pinned version from an air-gap folder:
+    the release laid out under ``folder`` and a versions file pinning its checksums."""
+    release = make_release(load_versions().k3s.version, folder / "k3s-release")
+    versions = write_versions_file(folder / "k3s-versions.toml", release)
+    return {"socle_versions_file": str(versions), "k3s_airgap_dir": str(release.airgap_dir)}
+
+
 def put_files(host: TestHost, folder: str, files: dict[str, bytes], mode: int = 0o644) -> None:
     """Write ``files`` (name to content) into ``folder`` on ``host`` (created if absent)."""
     buffer = io.BytesIO()
@@ -126,10 +135,17 @@ def kubectl(node: TestHost, *args: str, check: bool = True) -> subprocess.Comple
     return node.exec([K3S, "kubectl", *args], check=check)
 
 
-def apply_objects(node: TestHost, *objects: dict[str, Any]) -> None:
-    """``k3s kubectl apply -f -`` of ``objects`` as root on the node (recorded by k3s)."""
-    listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
-    node.exec(["sh", "-c", f'printf "%s" "$0" | {K3S} kubectl apply -f -', listing])
+def apply(node: TestHost, *objects: dict[str, Any]) -> None:
+    """``k3s kubectl apply`` of ``objects`` on the node (as root, from a file)."""
+    listing = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    put_files(node, "/root/objects", {"objects.json": json.dumps(listing).encode()})
+    kubectl(node, "apply", "-f", "/root/objects/objects.json")
+
+
+def config_map(name: str) -> dict[str, Any]:
+    """A ConfigMap ``name`` in ``default``, a marker object for datastore round trips."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}, "data": {"written": name}}
 
 
 def kubectl_json(node: TestHost, *args: str) -> dict[str, Any]:

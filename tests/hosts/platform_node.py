@@ -9,7 +9,8 @@ from what was rendered finds its chart failed or its Application out of sync.
 
 Example::
 
-    data = platform_node_data(admin_public_key, postgres_password, sops_file, versions, airgap)
+    data = platform_node_data(admin_public_key, postgres_password, sops_file,
+                              standin_k3s_data(workdir))
     place_renderings(node, renderings(data))
     harness.run_pyinfra(hosts_file, "deploys/all.py")
 """
@@ -37,28 +38,26 @@ GRAFANA_KEY = "grafana_admin_password"
 POSTGRESQL_KEY = "postgresql_password"
 
 
-def platform_node_data(
-    admin_public_key: str,
-    postgres_password: str,
-    sops_file: Path,
-    versions_file: Path,
-    airgap_dir: Path,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Host data of a node running every phase: one admin peer, the agent with the
-    PostgreSQL stand-in, the stand-in k3s pinned in ``versions_file`` from ``airgap_dir``,
-    and phases 5 and 6's secrets from ``sops_file`` (keys ``GRAFANA_KEY`` and
-    ``POSTGRESQL_KEY``)."""
+def platform_secrets(sops_file: Path) -> dict[str, Any]:
+    """Phases 5 and 6's secrets from ``sops_file`` (keys ``GRAFANA_KEY`` and
+    ``POSTGRESQL_KEY``), as host data."""
     return {
-        **agent_node_data(admin_public_key, postgres_password, sops_file),
-        "socle_versions_file": str(versions_file),
-        "k3s_airgap_dir": str(airgap_dir),
         "grafana_admin": {"user": "admin",
                           "password_sops": {"file": str(sops_file), "key": GRAFANA_KEY}},
         "postgresql_credentials": {
             "password_sops": {"file": str(sops_file), "key": POSTGRESQL_KEY}},
-        **extra,
     }  # fmt: skip
+
+
+def platform_node_data(
+    admin_public_key: str, postgres_password: str, sops_file: Path, k3s: Mapping[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Host data of a node running every phase: one admin peer, the agent with the
+    PostgreSQL stand-in, the stand-in k3s (``standin_k3s_data``), and phases 5 and 6's
+    secrets from ``sops_file``."""
+    return {**agent_node_data(admin_public_key, postgres_password, sops_file), **k3s,
+            **platform_secrets(sops_file), **extra}  # fmt: skip
 
 
 def merged_data(host_data: Mapping[str, Any]) -> dict[str, Any]:

@@ -145,8 +145,9 @@ def test_repeated_failures_ban_the_public_side_but_never_the_vpn(hardened: Harde
         )
         failing_logins(peer, VPN_ADDRESS, 8)
         through_vpn = peer.exec(
-            f"ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-            f"-o ConnectTimeout=10 ubuntu@{VPN_ADDRESS} true",
+            f"timeout 60 ssh -o BatchMode=yes -o StrictHostKeyChecking=no "
+            f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o ServerAliveInterval=5 "
+            f"ubuntu@{VPN_ADDRESS} true",
             check=False,
         )
         jail = node.exec("fail2ban-client status sshd").stdout

