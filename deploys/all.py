@@ -17,12 +17,17 @@ PHASES = (
           "`systemctl status wg-quick@wg0` and `wg show` on the node"),
     Phase("k3s", "deploys/k3s.py",
           "`systemctl status k3s`, `journalctl -u k3s` and `k3s kubectl get nodes` on the node"),
+    Phase("argocd", "deploys/argocd.py",
+          "`k3s kubectl -n kube-system get helmchart argocd -o yaml` (its status) and "
+          "`k3s kubectl -n argocd get pods,applications` on the node"),
+    Phase("monitoring", "deploys/monitoring.py",
+          "`k3s kubectl -n monitoring get secrets,pods` on the node, and docs/gitops.md"),
+    Phase("postgresql", "deploys/postgresql.py",
+          "`k3s kubectl -n database get secrets,pods` on the node, and docs/postgresql.md"),
     Phase("agent", "deploys/agent.py",
           "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
     Phase("offsite", "deploys/offsite.py",
           "`sudo socle-offsite-restic snapshots` on the node, and docs/offsite.md"),
 )  # fmt: skip
 
-runner = PhaseRunner(state)
-for phase in PHASES:
-    runner.include(phase)
+PhaseRunner(state).include_all(PHASES)

@@ -7,7 +7,8 @@ The version and sha256 come from versions.toml (``socle_versions_file`` names an
 The binary comes from the pinned release, or from ``k3s_airgap_dir`` with the images
 archive. Before anything on the node changes: the pin must be confirmed, the air-gap
 files must match it, and a new pin may only be the next minor version at most; a newer
-pin takes a datastore snapshot with the agent first. Going back is
+pin takes the provider's snapshot of the VPS first when ``ovh_vps.snapshot_before_upgrade``
+is on, then a datastore snapshot with the agent. Going back is
 ``deploys/k3s_rollback.py`` (docs/runbooks/rollback-k3s.md).
 """
 
@@ -18,14 +19,13 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from facts.k3s_state import K3sInstall
-from operations import k3s, text_files, ufw
+from operations import k3s, kube_objects, text_files, ufw, vps_snapshot
 from socle import inventory_checks, k3s_plan
 from socle.firewall_plan import firewall_rules
 from socle.k3s_manifests import (
     ingress_check_objects,
     load_manifests,
     missing_namespaces,
-    namespace_object,
     with_digests,
 )
 from socle.versions import VersionsError, load_versions
@@ -45,6 +45,7 @@ try:
     )
 except VersionsError as error:
     raise k3s_plan.K3sRefused(str(error)) from None
+upgrading = False
 if node["sha256"] != binary_sha256:
     change = k3s_plan.binary_change(node["version"], pin.version)
     if change == "upgrade" and not node["agent"]:
@@ -53,6 +54,7 @@ if node["sha256"] != binary_sha256:
             "first, taken by socle's agent, which is not installed: deploy it "
             "(deploys/agent.py), then run this again"
         )
+    upgrading = change == "upgrade"
 airgap = None
 if settings.airgap_dir is not None:
     airgap = k3s_plan.airgap_files(settings.airgap_dir, arch)
@@ -65,6 +67,14 @@ token_secret = next(
     if o["kind"] == "Secret" and o.get("type") == "kubernetes.io/service-account-token"
 )
 
+if upgrading:
+    # The whole VPS at the provider, before the datastore snapshot and the new binary
+    # (a no-op unless the inventory's ovh_vps.snapshot_before_upgrade is on).
+    vps_snapshot.before_upgrade(
+        name="The provider's snapshot of the VPS before the k3s upgrade",
+        ovh_vps=data.get("ovh_vps"),
+        reason=f"before k3s {pin.version} (from {node['version']})",
+    )
 binary = k3s.binary(
     name=f"k3s {pin.version} binary, sha256 checked before it replaces anything",
     version=pin.version,
@@ -132,12 +142,16 @@ k3s.wait_ready(
     timeout=settings.ready_timeout,
 )
 
+# The namespaces gitops/agent grants in without defining (PostgreSQL's), as the phase
+# that owns them writes them.
+for missing in missing_namespaces(agent_manifests):
+    kube_objects.namespace(missing)
+# A bootstrap: the agent needs its identity before Argo CD runs; once Argo CD syncs
+# gitops/agent (an application of the root), the objects are its own.
 k3s.objects(
     name="The agent's identity in the cluster (gitops/agent/)",
-    manifests=with_digests(
-        [namespace_object(name) for name in missing_namespaces(agent_manifests)]
-        + agent_manifests
-    ),
+    manifests=with_digests(agent_manifests),
+    leave_to_argocd=True,
 )
 k3s.agent_kubeconfig(
     name="The agent's kubeconfig from its ServiceAccount token",
@@ -158,5 +172,7 @@ k3s.objects(
     present=settings.test_ingress,
 )
 k3s.exposure_guard(
-    name="Nothing public but Traefik's 80 and 443", allowed=settings.exposure_allowed
+    name="Nothing public but Traefik's 80 and 443, admin surfaces on the VPN address only",
+    allowed=settings.exposure_allowed,
+    vpn_address=settings.vpn_address,
 )

@@ -40,5 +40,7 @@ k3s.wait_ready(
     name=f"Node Ready with k3s {pin.version}", version=pin.version, timeout=settings.ready_timeout
 )
 k3s.exposure_guard(
-    name="Nothing public but Traefik's 80 and 443", allowed=settings.exposure_allowed
+    name="Nothing public but Traefik's 80 and 443, admin surfaces on the VPN address only",
+    allowed=settings.exposure_allowed,
+    vpn_address=settings.vpn_address,
 )

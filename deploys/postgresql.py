@@ -16,12 +16,15 @@ from pyinfra.api import HiddenValue
 
 from operations import kube_objects
 from socle import cluster_manifests as manifests
-from socle.gitops_values import sops_value
-from socle.versions import load_versions
+from socle.gitops_values import PinRefused, host_versions, sops_value
+from socle.versions import VersionsError
 
 data = host.data.dict()
 # Refused before anything changes when the image's digest is not confirmed.
-load_versions().postgresql.require_reference()
+try:
+    host_versions(data).postgresql.require_reference()
+except VersionsError as error:
+    raise PinRefused(str(error)) from None
 password = sops_value(data, "postgresql_credentials.password_sops")
 
 kube_objects.namespace_secrets(

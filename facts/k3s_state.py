@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from pyinfra.api import FactBase
 from typing_extensions import override
 
+from facts.kube_objects import LISTING_PREAMBLE
 from socle.exposure import exposures_of
 from socle.k3s_plan import (
     IMAGES_DIR,
@@ -159,15 +160,7 @@ class K3sUnit(FactBase[K3sUnitState]):
 
 
 # Boils `kubectl get nodes -o json` down to one line per node; errors to one line.
-_NODES_PROGRAM = r"""
-import json, sys
-raw = sys.stdin.read()
-try:
-    items = json.loads(raw)["items"]
-except (ValueError, KeyError):
-    print("error " + " ".join(raw.split())[-300:])
-    sys.exit(0)
-print("listed")  # a line even for none: a fact without output reads as no answer
+_NODES_PROGRAM = LISTING_PREAMBLE + r"""
 for node in items:
     status = node.get("status", {})
     ready = any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -310,7 +303,9 @@ items = document["items"] if "items" in document else [document]
 print("listed")  # a line even for none: a fact without output reads as no answer
 for obj in items:
     meta = obj.get("metadata", {})
-    digest = (meta.get("annotations") or {}).get("socle/manifest-sha256", "-")
+    annotations = meta.get("annotations") or {}
+    digest = ("argocd" if "argocd.argoproj.io/tracking-id" in annotations
+              else annotations.get("socle/manifest-sha256", "-"))
     print("object", obj["kind"], meta.get("namespace") or "-", meta["name"], digest)
 """
 
@@ -318,8 +313,9 @@ for obj in items:
 class KubeObjectDigests(FactBase["dict[str, str] | None"]):
     """
     Returns, for each of the given objects that exists in the cluster, the digest socle
-    annotated it with (``-`` when none), keyed ``Kind/namespace/name`` (``-`` for no
-    namespace); ``None`` when the cluster could not be asked.
+    annotated it with (``-`` when none, ``argocd`` when Argo CD tracks it), keyed
+    ``Kind/namespace/name`` (``-`` for no namespace); ``None`` when the cluster could not
+    be asked.
 
     + objects_json: a JSON list of ``{"apiVersion", "kind", "metadata": {"name", "namespace"}}``
 

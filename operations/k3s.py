@@ -358,14 +358,19 @@ def _refuse(state: Any, host: Any, lines: list[str]) -> bool:
 @operation()
 def exposure_guard(
     allowed: Iterable[AllowedExposure] = DEFAULT_ALLOWED,
+    vpn_address: str | None = None,
 ) -> Generator[Command, None, None]:
     """
     Fail when the cluster opens a port on the node that the allow-list does not name.
 
     ServiceLB and kube-proxy bypass UFW: a LoadBalancer or NodePort Service, external
     IPs, a ``hostPort`` or ``hostNetwork`` pod is public whatever the firewall says.
-    Only ``allowed`` (by default Traefik's 80 and 443) may be; anything else fails the
-    deploy, each offending object named with its namespace.
+    Only ``allowed`` (by default Traefik's 80 and 443) may be, and external IPs that are
+    all ``vpn_address`` (the admin surfaces on the VPN); anything else fails the deploy,
+    each offending object named with its namespace.
+
+    + allowed: the LoadBalancer Services allowed, with their ports
+    + vpn_address: the node's VPN address, the one external IP allowed
     """
     entries = tuple(allowed)
     found = host.get_fact(K3sExposure)
@@ -373,10 +378,13 @@ def exposure_guard(
         message = f"cannot list the cluster's Services and Pods: {found['error']}"
         yield FunctionCommand(_refuse, ([message],), {})
         return
-    refused = refused_exposures((Exposure.from_dict(e) for e in found["exposures"]), entries)
+    refused = refused_exposures(
+        (Exposure.from_dict(e) for e in found["exposures"]), entries, vpn_address
+    )
     if not refused:
         allowed_names = ", ".join(f"{e.namespace}/{e.service} {list(e.ports)}" for e in entries)
-        host.noop(f"nothing public but the allowed ({allowed_names})")
+        on_vpn = f"; external IPs on {vpn_address} only" if vpn_address else ""
+        host.noop(f"nothing public but the allowed ({allowed_names}{on_vpn})")
         return
     yield FunctionCommand(_refuse, (describe_refused(refused).splitlines(),), {})
 
@@ -399,7 +407,7 @@ def _listing(objects: Iterable[Mapping[str, Any]]) -> str:
 
 @operation()
 def objects(
-    manifests: list[dict[str, Any]], present: bool = True
+    manifests: list[dict[str, Any]], present: bool = True, leave_to_argocd: bool = False
 ) -> Generator[Command, None, None]:
     """
     Make the cluster hold ``manifests`` (each with its ``socle/manifest-sha256``
@@ -407,6 +415,8 @@ def objects(
 
     + manifests: the objects, digests included; Namespaces are applied first
     + present: ``False`` deletes those that exist (a Namespace takes its objects along)
+    + leave_to_argocd: objects Argo CD tracks are its own from then on: left alone, so
+      the deploy and Argo CD never take turns applying them (a bootstrap)
 
     Objects whose digest in the cluster is the wanted one are left alone, so a re-run
     applies nothing. Manifests go to ``k3s kubectl`` on its standard input.
@@ -418,10 +428,13 @@ def objects(
         [_stub(o) for o in manifests]))
     kubectl = QuoteString(INSTALL_PATH)
     if present:
-        stale = [o for o in manifests if current is None or current.get(_key(o)) !=
-                 o["metadata"]["annotations"]["socle/manifest-sha256"]]
+        owned = {"argocd"} if leave_to_argocd else set()
+        stale = [o for o in manifests if current is None or current.get(_key(o)) not in
+                 {o["metadata"]["annotations"]["socle/manifest-sha256"], *owned}]
         if not stale:
-            host.noop(f"{len(manifests)} objects are as wanted")
+            by_argocd = sum(current.get(_key(o)) == "argocd" for o in manifests) if current else 0
+            host.noop(f"{len(manifests)} objects are as wanted"
+                      + (f" ({by_argocd} of them Argo CD's)" if by_argocd else ""))
             return
         stale.sort(key=lambda o: o["kind"] != "Namespace")
         yield StringCommand("printf '%s'", QuoteString(_listing(stale)), "|", kubectl,

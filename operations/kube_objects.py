@@ -14,6 +14,7 @@ from socle.cluster_manifests import MANIFESTS_DIR, SECRETS_DIR, manifest_text
 from socle.cluster_manifests import namespace as namespace_object
 
 _FILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_RESOURCE_NAME = re.compile(r"[A-Za-z0-9.-]{1,253}")
 
 
 def manifest_path(name: str) -> str:
@@ -37,7 +38,10 @@ def apply_secret(name: str, namespace: str, manifest: HiddenValue) -> list[objec
     written = secret_files.secret_file(
         name=f"Secret {namespace}/{name} (root-only file)", path=path, secret=manifest
     )
-    present = host.get_fact(KubeObject, kind="secret", name=name, namespace=namespace) is not None
+    present = (
+        host.get_fact(KubeObject, kind="secret", object_name=name, namespace=namespace)
+        is not None
+    )
     applied = apply_file(
         name=f"Secret {namespace}/{name} applied",
         path=path,
@@ -46,22 +50,43 @@ def apply_secret(name: str, namespace: str, manifest: HiddenValue) -> list[objec
     return [written, applied]
 
 
-def namespace_secrets(namespace: str, secrets: dict[str, HiddenValue]) -> None:
+def namespace(name: str) -> None:
     """
-    A namespace (as a k3s auto-deploy manifest, so it exists before Argo CD syncs into
-    it) and Secrets in it, each applied from a root-only file (``apply_secret``).
+    A namespace as a k3s auto-deploy manifest (``socle-namespace-<name>.yaml``), so it
+    exists before Argo CD syncs into it and comes back with k3s, applied at once too.
 
-    + namespace: the namespace
-    + secrets: each Secret's name and its whole manifest, hidden
+    Every phase that needs the namespace writes the same file: they never take turns.
     """
-    text_files.file(
-        name=f"Namespace {namespace} (for its Secrets)",
-        path=manifest_path(f"namespace-{namespace}"),
-        content=manifest_text(namespace_object(namespace)),
+    path = manifest_path(f"namespace-{name}")
+    written = text_files.file(
+        name=f"Namespace {name}",
+        path=path,
+        content=manifest_text(namespace_object(name)),
         mode="600",
     )
+    # k3s applies the folder's files on its own time: what follows cannot wait for it.
+    present = (
+        host.get_fact(KubeObject, kind="namespace", object_name=name, namespace=name)
+        is not None
+    )
+    apply_file(
+        name=f"Namespace {name} applied",
+        path=path,
+        _if=(lambda: written.did_change() or not present),
+    )
+
+
+def namespace_secrets(namespace_name: str, secrets: dict[str, HiddenValue]) -> None:
+    """
+    A namespace (``namespace``) and Secrets in it, each applied from a root-only file
+    (``apply_secret``).
+
+    + namespace_name: the namespace
+    + secrets: each Secret's name and its whole manifest, hidden
+    """
+    namespace(namespace_name)
     for name, manifest in secrets.items():
-        apply_secret(name, namespace, manifest)
+        apply_secret(name, namespace_name, manifest)
 
 
 @operation()
@@ -72,6 +97,25 @@ def apply_file(path: str) -> Generator[StringCommand, None, None]:
     + path: the file (on the node)
     """
     yield StringCommand("k3s", "kubectl", "apply", "-f", QuoteString(path))
+
+
+def _wait_command(
+    kind: str, name: str, namespace: str, pattern: str, what: str, timeout_seconds: int
+) -> StringCommand:
+    """Poll ``kubectl get -o json`` until its output matches ``pattern`` (grep -E)."""
+    for value in (kind, name, namespace):
+        if not _RESOURCE_NAME.fullmatch(value):
+            raise OperationValueError(f"not a resource name: {value!r}")
+    where = f"{kind} {namespace}/{name}"
+    return StringCommand(
+        f"end=$(( $(date +%s) + {int(timeout_seconds)} )); "
+        f"until k3s kubectl get {kind} {name} -n {namespace} -o json 2>/dev/null"
+        f" | grep -Eq '{pattern}'; do "
+        f"if [ $(date +%s) -ge $end ]; then echo '{where} not {what} after "
+        f"{int(timeout_seconds)} s: see k3s kubectl -n {namespace} describe {kind} {name}; "
+        f"k3s kubectl -n {namespace} get events' >&2; "
+        "exit 1; fi; sleep 2; done"
+    )
 
 
 @operation()
@@ -89,17 +133,36 @@ def wait_ready(
     + ready_field: the status field counting ready replicas
     + timeout_seconds: how long before giving up
     """
-    name = object_name
-    for value in (kind, name, namespace, ready_field):
-        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", value):
-            raise OperationValueError(f"not a resource name: {value!r}")
-    where = f"{kind} {namespace}/{name}"
-    yield StringCommand(
-        f"end=$(( $(date +%s) + {int(timeout_seconds)} )); "
-        f"until k3s kubectl get {kind} {name} -n {namespace} -o json 2>/dev/null"
-        f" | grep -Eq '\"{ready_field}\": *[1-9]'; do "
-        f"if [ $(date +%s) -ge $end ]; then echo '{where} not ready after "
-        f"{int(timeout_seconds)} s: see k3s kubectl -n {namespace} describe {kind} {name}; "
-        f"k3s kubectl -n {namespace} get events' >&2; "
-        "exit 1; fi; sleep 5; done"
+    if not re.fullmatch(r"[A-Za-z]{1,63}", ready_field):
+        raise OperationValueError(f"not a status field: {ready_field!r}")
+    yield _wait_command(
+        kind, object_name, namespace, f'"{ready_field}": *[1-9]', "ready", timeout_seconds
     )
+
+
+@operation()
+def wait_annotation(
+    kind: str,
+    object_name: str,
+    namespace: str,
+    annotation: str,
+    value: str,
+    timeout_seconds: int = 120,
+) -> Generator[StringCommand, None, None]:
+    """
+    Wait until the cluster's object carries ``annotation: value`` (k3s applies its
+    manifests folder on its own time), or fail saying what to read.
+
+    + kind, object_name, namespace: the object
+    + annotation, value: what it must carry, e.g. ``helmcharts.helm.cattle.io/unmanaged``
+    + timeout_seconds: how long before giving up
+    """
+    if not re.fullmatch(r"([a-z0-9.-]{1,253}/)?[A-Za-z0-9._-]{1,63}", annotation):
+        raise OperationValueError(f"not an annotation name: {annotation!r}")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", value):
+        raise OperationValueError(f"not a plain annotation value: {value!r}")
+    pattern = f'"{re.escape(annotation)}": *"{re.escape(value)}"'
+    yield _wait_command(
+        kind, object_name, namespace, pattern, f"annotated {annotation}={value}",
+        timeout_seconds,
+    )  # fmt: skip

@@ -8,14 +8,14 @@ turns pyinfra's operation events into phase events.
 Example, in ``deploys/all.py``::
 
     phases = PhaseRunner(state)
-    phases.include(Phase("k3s", "deploys/k3s.py", "journalctl -u k3s on the node"))
+    phases.include_all([Phase("k3s", "deploys/k3s.py", "journalctl -u k3s on the node")])
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,28 +46,58 @@ class PhaseRunner(BaseStateCallback):
         self.last_op: dict[int, str] = {}
         self.started: dict[int, float] = {}
         self.failed: set[int] = set()
+        self.said_empty: set[int] = set()
+        self.total = 0
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         state.add_callback_handler(self)
 
     def label(self, index: int) -> str:
         """``phase 3/7 k3s`` for the phase at ``index``."""
-        return f"phase {index + 1}/{len(self.phases)} {self.phases[index].name}"
+        total = self.total or len(self.phases)
+        return f"phase {index + 1}/{total} {self.phases[index].name}"
+
+    def include_all(self, phases: Sequence[Phase]) -> None:
+        """Include ``phases`` in order, each saying how long its preparation took."""
+        self.total = len(self.phases) + len(phases)
+        for phase in phases:
+            self.include(phase)
 
     def include(self, phase: Phase) -> None:
-        """Collect ``phase``'s operations (``local.include``) and remember which they are."""
+        """Collect ``phase``'s operations (``local.include``) and remember which they are.
+
+        Preparing runs the deploy file: its checks, the facts it reads first, the secrets
+        it decrypts. With ``include_all``, the time that took is said.
+        """
         before = set(self.state.op_meta)
         index = len(self.phases)
         self.phases.append(phase)
-        local.include(phase.deploy)
+        started = time.monotonic()
+        try:
+            local.include(phase.deploy)
+        except Exception:
+            # Every file is prepared before any operation runs: no host was changed.
+            self.echo(f"==> {self.label(index)} REFUSED while preparing; nothing was changed "
+                      f"on any host. Look at the error below, and: {phase.look_at}")
+            raise
+        if self.total:
+            self.echo(f"==> {self.label(index)}: prepared in {time.monotonic() - started:.1f} s")
         for op_hash in self.state.op_meta:
             if op_hash not in before:
                 self.phase_of[op_hash] = index
                 self.last_op[index] = op_hash
 
+    def _say_empty_phases(self, before: int) -> None:
+        """Say which phases before ``before`` had no operation on any host."""
+        for index in range(before):
+            if index not in self.last_op and index not in self.said_empty:
+                self.said_empty.add(index)
+                self.echo(f"==> {self.label(index)}: nothing to do on these hosts")
+
     def operation_start(self, state: Any, op_hash: str) -> None:  # type: ignore[override]
         """Print the start line of a phase at its first operation."""
         index = self.phase_of.get(op_hash)
         if index is not None and index not in self.started:
+            self._say_empty_phases(index)
             self.started[index] = time.monotonic()
             self.echo(f"==> {self.label(index)}: starting")
 
@@ -93,3 +123,5 @@ class PhaseRunner(BaseStateCallback):
         seconds = time.monotonic() - self.started[index]
         outcome = "failed" if index in self.failed else "done"
         self.echo(f"==> {self.label(index)}: {outcome} in {seconds:.1f} s")
+        if index == max(self.last_op):
+            self._say_empty_phases(len(self.phases))

@@ -6,12 +6,17 @@ LoadBalancer or NodePort, a Service with ``externalIPs``, a pod with a ``hostPor
 the host's network answers on the public address whatever the firewall says. Only
 Traefik's 80 and 443 (its LoadBalancer Service and the ServiceLB pods that carry it) may.
 
+One exception is not public: ``externalIPs`` that are all the node's VPN address. The
+admin surfaces (Grafana, Prometheus, Alertmanager, PostgreSQL) answer there besides their
+ClusterIP; kube-proxy only catches traffic addressed to that address, which the public
+side cannot route to the node. External IPs on any other address are refused.
+
 The check is a pure function over the cluster's Services and Pods as the API returns
 them (``kubectl get services,pods -A -o json``), so the deploy and ``socle verify`` use
 the same one::
 
     exposures = exposures_of(listing["items"])
-    refused = refused_exposures(exposures, DEFAULT_ALLOWED)
+    refused = refused_exposures(exposures, DEFAULT_ALLOWED, vpn_address="10.8.0.1")
     if refused:
         raise SystemExit(describe_refused(refused))
 """
@@ -49,6 +54,7 @@ class Exposure:
     + how: ``LoadBalancer``, ``NodePort``, ``externalIPs``, ``hostPort`` or ``hostNetwork``
     + ports: the node's ports it opens (for ``hostNetwork``, the ports its containers declare)
     + carries: for a ServiceLB pod, the ``(namespace, name)`` of the Service it carries
+    + addresses: for ``externalIPs``, the addresses it answers on
     """
 
     kind: str
@@ -57,17 +63,20 @@ class Exposure:
     how: str
     ports: tuple[int, ...]
     carries: tuple[str, str] | None = None
+    addresses: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line naming the object, its namespace and what it opens."""
         ports = ", ".join(map(str, self.ports)) or "no declared port"
-        return f"{self.kind} {self.name} in namespace {self.namespace}: {self.how} {ports}"
+        where = f" on {', '.join(self.addresses)}" if self.addresses else ""
+        return f"{self.kind} {self.name} in namespace {self.namespace}: {self.how} {ports}{where}"
 
     def as_dict(self) -> dict[str, Any]:
         """The exposure as plain data (what the fact returns)."""
         return {"kind": self.kind, "namespace": self.namespace, "name": self.name,
                 "how": self.how, "ports": list(self.ports),
-                "carries": list(self.carries) if self.carries else None}
+                "carries": list(self.carries) if self.carries else None,
+                "addresses": list(self.addresses)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Exposure:
@@ -75,7 +84,8 @@ class Exposure:
         carries = data.get("carries")
         return cls(str(data["kind"]), str(data["namespace"]), str(data["name"]),
                    str(data["how"]), tuple(int(p) for p in data["ports"]),
-                   (str(carries[0]), str(carries[1])) if carries else None)
+                   (str(carries[0]), str(carries[1])) if carries else None,
+                   tuple(str(a) for a in data.get("addresses") or ()))
 
 
 def _service_exposures(service: Mapping[str, Any]) -> list[Exposure]:
@@ -92,7 +102,8 @@ def _service_exposures(service: Mapping[str, Any]) -> list[Exposure]:
         found.append(Exposure("Service", namespace, name, "NodePort", node_ports))
     if spec.get("externalIPs"):
         found.append(Exposure("Service", namespace, name, "externalIPs",
-                              tuple(sorted(int(p["port"]) for p in ports))))
+                              tuple(sorted(int(p["port"]) for p in ports)),
+                              addresses=tuple(sorted(str(a) for a in spec["externalIPs"]))))
     return found
 
 
@@ -128,7 +139,11 @@ def exposures_of(objects: Iterable[Mapping[str, Any]]) -> list[Exposure]:
     return sorted(found, key=lambda e: (e.kind, e.namespace, e.name, e.how))
 
 
-def _allowed(exposure: Exposure, allowed: Iterable[AllowedExposure]) -> bool:
+def _allowed(
+    exposure: Exposure, allowed: Iterable[AllowedExposure], vpn_address: str | None
+) -> bool:
+    if exposure.how == "externalIPs":
+        return vpn_address is not None and set(exposure.addresses) == {vpn_address}
     for entry in allowed:
         within = set(exposure.ports) <= set(entry.ports)
         if (exposure.how == "LoadBalancer" and exposure.kind == "Service"
@@ -141,12 +156,15 @@ def _allowed(exposure: Exposure, allowed: Iterable[AllowedExposure]) -> bool:
 
 
 def refused_exposures(
-    exposures: Iterable[Exposure], allowed: Iterable[AllowedExposure] = DEFAULT_ALLOWED
+    exposures: Iterable[Exposure],
+    allowed: Iterable[AllowedExposure] = DEFAULT_ALLOWED,
+    vpn_address: str | None = None,
 ) -> list[Exposure]:
     """The exposures the allow-list does not cover: node ports, other LoadBalancers,
-    host ports and host networking beyond the allowed Services' own ports."""
+    host ports and host networking beyond the allowed Services' own ports, and external
+    IPs other than ``vpn_address`` (all of them when it is not given)."""
     entries = list(allowed)
-    return [exposure for exposure in exposures if not _allowed(exposure, entries)]
+    return [exposure for exposure in exposures if not _allowed(exposure, entries, vpn_address)]
 
 
 def describe_refused(refused: Iterable[Exposure]) -> str:
@@ -155,5 +173,6 @@ def describe_refused(refused: Iterable[Exposure]) -> str:
     return (
         "public by accident: these open ports on the node's public address, past UFW "
         "(ServiceLB and kube-proxy rules bypass it); make them ClusterIP and reach them over "
-        "the VPN, or add them to k3s_exposure_allowed:\n" + "\n".join(lines)
+        "the VPN (external IPs on the VPN address only), or add them to "
+        "k3s_exposure_allowed:\n" + "\n".join(lines)
     )

@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from pyinfra.api.exceptions import DeployError
+
 from socle.inventory_checks import InventoryDataError, vpn_interface
-from socle.versions import Versions, VersionsError
+from socle.versions import Versions, VersionsError, host_versions_file, load_versions
 
 CHART_KEYS = {
     "argoCd": "argo-cd",
@@ -205,6 +207,19 @@ def agent_metrics_target(data: Mapping[str, Any]) -> str:
             "cluster's Prometheus scrapes the agent there, and only there",
         )
     return f"{address}:{port}"
+
+
+class PinRefused(DeployError):
+    """The versions file is wrong, or a pin it holds is not confirmed: nothing changes."""
+
+
+def host_versions(data: Mapping[str, Any]) -> Versions:
+    """The host's pinned versions (``socle_versions_file``, else versions.toml), or
+    ``PinRefused`` saying what is wrong with the file."""
+    try:
+        return load_versions(host_versions_file(data))
+    except VersionsError as error:
+        raise PinRefused(str(error)) from None
 
 
 def root_values(data: Mapping[str, Any], versions: Versions) -> dict[str, Any]:

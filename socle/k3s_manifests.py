@@ -31,6 +31,8 @@ CLUSTER_SCOPED = frozenset({
 TEST_INGRESS_NAMESPACE = "socle-test-ingress"
 TEST_INGRESS_NAME = "socle-test-ingress"
 PART_OF = {"app.kubernetes.io/part-of": "socle"}
+# What the test ingress answers (socle verify reads it through Traefik).
+TEST_INGRESS_BODY = "socle test ingress"
 
 ObjectRef = tuple[str, str, str]
 
@@ -118,7 +120,7 @@ def ingress_check_objects(host: str, image: str) -> list[dict[str, Any]]:
     selector = {"app.kubernetes.io/name": TEST_INGRESS_NAME}
     meta = {"name": TEST_INGRESS_NAME, "namespace": TEST_INGRESS_NAMESPACE, "labels": labels}
     script = (
-        "mkdir -p /www && echo 'socle test ingress' > /www/index.html && "
+        f"mkdir -p /www && echo '{TEST_INGRESS_BODY}' > /www/index.html && "
         "exec httpd -f -p 8080 -h /www"
     )
     container = {

@@ -3,6 +3,8 @@
 Each check runs one phase's proof and returns a verdict with its evidence: **Go**,
 **No-Go**, or **not checked** with the reason (no cluster yet, a stand-in, unreachable).
 A check that raises is "not checked", never Go. The whole is No-Go when any check is.
+Phases 1, 2 and 7 and the repository are checked here; phases 3 to 6 in
+``socle_cli.verify_cluster``; the verdicts, context and report in ``socle_cli.verify_core``.
 
 Example::
 
@@ -14,88 +16,48 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import resource
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from socle.secret_scan import scan_repository
-from socle_cli.inventory import InventoryLookupError, NodeSession, load_hosts, node_session
+from socle_cli.inventory import InventoryLookupError, load_hosts, node_session
+from socle_cli.verify_cluster import (
+    check_alertmanager,
+    check_argocd,
+    check_exposure,
+    check_k3s_node,
+    check_postgresql,
+    check_test_ingress,
+)
+from socle_cli.verify_core import (
+    DEFAULT_SCAN_PORTS,
+    REPO,
+    Check,
+    CheckResult,
+    NotChecked,
+    Verdict,
+    VerifyContext,
+    now_utc,
+    overall,
+    render_markdown,
+    result,
+    write_report,
+)
+from socle_cli.verify_core import run_checks as run_given_checks
 
-REPO = Path(__file__).resolve().parent.parent
-# Ports worth a look when the whole range is not scanned: the well-known ones, every
-# admin port socle uses, what Kubernetes components listen on, and the NodePort range.
-DEFAULT_SCAN_PORTS: tuple[int, ...] = tuple(
-    sorted(
-        {*range(1, 1025), 2379, 2380, 3000, 5000, 5432, 6443, 8000, 8080, 8443, 8472,
-         *range(9090, 9101), 9464, 9796, *range(10248, 10261), *range(30000, 32768)}
-    )
-)  # fmt: skip
+__all__ = [
+    "CHECKS", "DEFAULT_SCAN_PORTS", "REPO", "CheckResult", "NotChecked", "Verdict",
+    "VerifyContext", "now_utc", "open_tcp_ports", "overall", "render_markdown", "run_checks",
+    "write_report",
+]  # fmt: skip
+
 HANDSHAKE_FRESH_S = 600
-
-
-class Verdict(StrEnum):
-    """What a check concluded."""
-
-    GO = "Go"
-    NO_GO = "No-Go"
-    NOT_CHECKED = "not checked"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the report: which phase, which check, the verdict and its evidence."""
-
-    phase: str
-    check: str
-    verdict: Verdict
-    evidence: str
-
-
-@dataclass
-class VerifyContext:
-    """What checks read: the host's inventory data, an SSH session, the repository."""
-
-    host_name: str
-    data: dict[str, Any]
-    node: NodeSession | None
-    repo: Path = REPO
-    scan_ports: Sequence[int] = DEFAULT_SCAN_PORTS
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def public_address(self) -> str:
-        """The address the public side sees: the SSH address of the inventory."""
-        return str(self.data.get("ssh_hostname") or self.host_name)
-
-    def run(self, command: str, sudo: bool = True) -> str:
-        """Run ``command`` on the node; raise ``NotChecked`` when it cannot."""
-        if self.node is None:
-            raise NotChecked("no SSH session to the node")
-        ok, output = self.node.run(command, sudo=sudo)
-        if not ok:
-            raise NotChecked(f"`{command}` failed on the node")
-        return output
-
-
-class NotChecked(Exception):
-    """The check could not run; the message says why."""
-
-
-Check = Callable[[VerifyContext], Iterable[CheckResult]]
-
-
-def _result(phase: str, check: str, ok: bool, evidence: str) -> CheckResult:
-    return CheckResult(phase, check, Verdict.GO if ok else Verdict.NO_GO, evidence)
 
 
 def _connection_budget() -> int:
@@ -142,7 +104,7 @@ def check_public_ports(ctx: VerifyContext) -> Iterable[CheckResult]:
         f"{time.monotonic() - started:.1f} s: open {open_ports or 'none'}"
         + (f"; NOT ALLOWED: {unexpected}" if unexpected else f"; allowed {sorted(allowed)}")
     )
-    yield _result("1 baseline", "public TCP ports", not unexpected, evidence)
+    yield result("1 baseline", "public TCP ports", not unexpected, evidence)
 
 
 def offered_ssh_methods(address: str, port: int, user: str) -> list[str]:
@@ -167,7 +129,7 @@ def check_ssh_logins(ctx: VerifyContext) -> Iterable[CheckResult]:
     port = int(ctx.data.get("ssh_port", 22))
     user = str(ctx.data.get("ssh_user", "ubuntu"))
     methods = offered_ssh_methods(ctx.public_address, port, user)
-    yield _result(
+    yield result(
         "1 baseline", "password login refused",
         set(methods) <= {"publickey"}, f"the server offers {user}: {', '.join(methods)}",
     )  # fmt: skip
@@ -175,7 +137,7 @@ def check_ssh_logins(ctx: VerifyContext) -> Iterable[CheckResult]:
         line.split(" ", 1) for line in ctx.run("sshd -T").splitlines() if " " in line
     )
     root = settings.get("permitrootlogin", "unknown")
-    yield _result(
+    yield result(
         "1 baseline", "root login refused", root == "no", f"sshd -T: permitrootlogin {root}"
     )
 
@@ -188,14 +150,14 @@ def check_wireguard(ctx: VerifyContext) -> Iterable[CheckResult]:
     now = int(lines[-1])
     stamps = [int(value) for value in lines[1:-1:2] if value.isdigit() and int(value) > 0]
     if not stamps:
-        yield _result(
+        yield result(
             "2 VPN", "WireGuard handshake", False,
             f"{interface} is up but no peer has ever completed a handshake: connect your "
             "VPN client and run again",
         )  # fmt: skip
         return
     age = now - max(stamps)
-    yield _result(
+    yield result(
         "2 VPN", "WireGuard handshake", age <= HANDSHAKE_FRESH_S,
         f"{interface}: newest handshake {age} s ago ({len(stamps)} peer(s) seen), "
         f"fresh within {HANDSHAKE_FRESH_S} s",
@@ -230,44 +192,88 @@ def _by_target(samples: list[tuple[dict[str, str], float]]) -> dict[str, float]:
     }
 
 
+def _target_value(values: dict[str, float], target: str) -> float | None:
+    """The value for ``kind/subject``, else for its kind (targets are set per kind)."""
+    return values.get(target, values.get(target.split("/")[0]))
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _within_rpo(
+    newest: dict[str, float], rpo: dict[str, float], now: int, where: str = ""
+) -> Iterator[CheckResult]:
+    """One row per backup target: its newest backup's age against its RPO."""
+    for target, stamp in sorted(newest.items()):
+        target_rpo = _target_value(rpo, target)
+        age = now - stamp
+        yield result(
+            "7 backups", f"{where}{target} backup within the RPO",
+            target_rpo is not None and age <= target_rpo,
+            f"newest {where}{age:.0f} s old, RPO {_seconds(target_rpo)} s",
+        )  # fmt: skip
+
+
+def _within_rto(
+    results: dict[str, float], durations: dict[str, float], rto: dict[str, float],
+    where: str = "", note: str = "",
+) -> Iterator[CheckResult]:
+    """One row per drill target: its last drill's result and time against its RTO."""
+    if not results:
+        yield result("7 backups", f"{where}restore drill within the RTO", False,
+                     f"no {where}drill has run")  # fmt: skip
+    for target, passed in sorted(results.items()):
+        took = durations.get(target)
+        target_rto = _target_value(rto, target)
+        within = took is not None and target_rto is not None and took <= target_rto
+        yield result(
+            "7 backups", f"{where}{target} drill within the RTO", passed == 1 and within,
+            f"last {where}drill {'passed' if passed == 1 else 'FAILED'} in "
+            f"{'?' if took is None else f'{took:.1f}'} s{note}, RTO {_seconds(target_rto)} s",
+        )  # fmt: skip
+
+
 def check_agent(ctx: VerifyContext) -> Iterable[CheckResult]:
     """Phase 7: the agent runs, the newest backups are within the RPO, drills pass the RTO."""
     state = ctx.run("systemctl is-active socle-agent || true").strip()
-    yield _result("7 backups", "agent running", state == "active", f"socle-agent is {state}")
+    yield result("7 backups", "agent running", state == "active", f"socle-agent is {state}")
     samples, now = agent_metrics(ctx)
     newest = _by_target(samples.get("socle_backup_newest_timestamp_seconds", []))
-    rpo = _by_target(samples.get("socle_rpo_target_seconds", []))
     if not newest:
-        yield _result("7 backups", "backup within the RPO", False, "no backup in the catalogue")
-    for target, stamp in sorted(newest.items()):
-        target_rpo = rpo.get(target, rpo.get(target.split("/")[0]))
-        age = now - stamp
-        yield _result(
-            "7 backups", f"{target} backup within the RPO",
-            target_rpo is not None and age <= target_rpo,
-            f"newest {age:.0f} s old, RPO {target_rpo if target_rpo is not None else '?'} s",
-        )  # fmt: skip
-    results = _by_target(samples.get("socle_drill_last_result", []))
-    durations = _by_target(samples.get("socle_drill_last_duration_seconds", []))
-    rto = _by_target(samples.get("socle_rto_target_seconds", []))
-    if not results:
-        yield _result("7 backups", "restore drill within the RTO", False, "no drill has run")
-    for target, passed in sorted(results.items()):
-        took = durations.get(target)
-        target_rto = rto.get(target, rto.get(target.split("/")[0]))
-        within = took is not None and target_rto is not None and took <= target_rto
-        yield _result(
-            "7 backups", f"{target} drill within the RTO", passed == 1 and within,
-            f"last drill {'passed' if passed == 1 else 'FAILED'} in "
-            f"{'?' if took is None else f'{took:.1f}'} s, RTO {target_rto} s",
-        )  # fmt: skip
+        yield result("7 backups", "backup within the RPO", False, "no backup in the catalogue")
+    yield from _within_rpo(newest, _by_target(samples.get("socle_rpo_target_seconds", [])), now)
+    yield from _within_rto(
+        _by_target(samples.get("socle_drill_last_result", [])),
+        _by_target(samples.get("socle_drill_last_duration_seconds", [])),
+        _by_target(samples.get("socle_rto_target_seconds", [])),
+    )
+
+
+def check_offsite(ctx: VerifyContext) -> Iterable[CheckResult]:
+    """Phase 7: off-site copies within the RPO, off-site drills within the RTO."""
+    samples, now = agent_metrics(ctx)
+    drills = _by_target(samples.get("socle_offsite_drill_last_result", []))
+    newest = _by_target(samples.get("socle_offsite_newest_timestamp_seconds", []))
+    if not drills and not newest:
+        configured = "is set" if ctx.data.get("offsite") else "is not set"
+        raise NotChecked(f"the agent publishes no off-site metrics (inventory key offsite "
+                         f"{configured})")  # fmt: skip
+    rpo = _by_target(samples.get("socle_offsite_rpo_target_seconds", []))
+    yield from _within_rpo(newest, rpo, now, where="off-site ")
+    yield from _within_rto(
+        drills,
+        _by_target(samples.get("socle_offsite_drill_last_duration_seconds", [])),
+        _by_target(samples.get("socle_rto_target_seconds", [])),
+        where="off-site ", note=" (fetch included)",
+    )
 
 
 def check_repository(ctx: VerifyContext) -> Iterable[CheckResult]:
     """Repository: no secret in clear."""
     findings = scan_repository(ctx.repo)
     shown = "; ".join(str(f) for f in findings[:3]) + (" ..." if len(findings) > 3 else "")
-    yield _result(
+    yield result(
         "repository", "no secret in clear", not findings,
         shown if findings else f"socle secrets check over {ctx.repo.name}: nothing found",
     )  # fmt: skip
@@ -277,7 +283,14 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("1 baseline", check_public_ports),
     ("1 baseline", check_ssh_logins),
     ("2 VPN", check_wireguard),
+    ("3 k3s", check_k3s_node),
+    ("3 k3s", check_test_ingress),
+    ("3 k3s", check_exposure),
+    ("4 GitOps", check_argocd),
+    ("5 monitoring", check_alertmanager),
+    ("6 PostgreSQL", check_postgresql),
     ("7 backups", check_agent),
+    ("7 backups", check_offsite),
     ("repository", check_repository),
 )
 
@@ -285,59 +298,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 def run_checks(
     ctx: VerifyContext, checks: Sequence[tuple[str, Check]] = CHECKS
 ) -> list[CheckResult]:
-    """Run every check; one that cannot run says why instead of passing."""
-    results: list[CheckResult] = []
-    for phase, check in checks:
-        name = (check.__doc__ or check.__name__).split(":", 1)[-1].strip().rstrip(".")
-        try:
-            results.extend(check(ctx))
-        except NotChecked as reason:
-            results.append(CheckResult(phase, name, Verdict.NOT_CHECKED, str(reason)))
-        except Exception as error:  # noqa: BLE001 - any failure to check is reported as such
-            results.append(
-                CheckResult(phase, name, Verdict.NOT_CHECKED, f"{type(error).__name__}: {error}")
-            )
-    return results
-
-
-def overall(results: Sequence[CheckResult]) -> Verdict:
-    """No-Go if any check is No-Go, else Go (checks not checked are listed, never Go)."""
-    return Verdict.NO_GO if any(r.verdict is Verdict.NO_GO for r in results) else Verdict.GO
-
-
-def render_markdown(host: str, results: Sequence[CheckResult], when: datetime) -> str:
-    """The report kept as evidence: the verdict, then one table row per check."""
-    verdict = overall(results)
-    unchecked = sum(r.verdict is Verdict.NOT_CHECKED for r in results)
-    lines = [
-        f"# socle verify: {host}, {when.strftime('%Y-%m-%d %H:%M:%S UTC')}",
-        "",
-        f"**{verdict.value}**" + (f" ({unchecked} not checked)" if unchecked else ""),
-        "",
-        "| phase | check | verdict | evidence |",
-        "| --- | --- | --- | --- |",
-    ]
-    lines += [
-        f"| {r.phase} | {r.check} | {r.verdict.value} | {_cell(r.evidence)} |" for r in results
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return re.sub(r"\s+", " ", text).replace("|", "\\|")
-
-
-def write_report(folder: Path, host: str, text: str, when: datetime) -> Path:
-    """Write the Markdown report as ``verify-<host>-<UTC time>.md`` in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"verify-{host}-{when.strftime('%Y%m%dT%H%M%SZ')}.md"
-    path.write_text(text)
-    return path
-
-
-def now_utc() -> datetime:
-    """The report's timestamp."""
-    return datetime.now(UTC)
+    """Run every check (all of them by default); one that cannot run says why."""
+    return run_given_checks(ctx, checks)
 
 
 def _verify_command(args: argparse.Namespace) -> int:
@@ -361,7 +323,8 @@ def _verify_command(args: argparse.Namespace) -> int:
         except (InventoryLookupError, PyinfraError) as error:
             print(f"socle: {error}: the checks made on the node are not checked", file=sys.stderr)
             node = None
-        context = VerifyContext(host_name=host, data=hosts[host], node=node, repo=args.repo)
+        context = VerifyContext(host_name=host, data=hosts[host], node=node, repo=args.repo,
+                                test_alert=not args.no_test_alert)
         if args.all_ports:
             context.scan_ports = range(1, 65536)
         results = run_checks(context)
@@ -395,6 +358,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     verify.add_argument(
         "--all-ports", action="store_true", help="scan all 65535 TCP ports (slower)"
+    )
+    verify.add_argument(
+        "--no-test-alert", action="store_true",
+        help="do not send phase 5's test alert (it mails the operators)",
     )
     verify.add_argument("--strict", action="store_true", help="a check not run fails too")
     verify.set_defaults(handler=_verify_command)

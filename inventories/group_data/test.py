@@ -77,3 +77,16 @@ agent_settings = {
     },
 }
 agent_secrets: list[dict[str, str]] = []
+
+# Phases 4 to 6 on test hosts, where k3s is the stand-in: the repository Argo CD would
+# follow and where Alertmanager would mail (nothing is fetched or sent there). The tests
+# give the SOPS references of `grafana_admin` and `postgresql_credentials` as host data,
+# from SOPS files they make.
+gitops_repository = {"url": "https://git.socle.invalid/ops/socle.git", "revision": "main"}
+alerting = {
+    "smarthost": "127.0.0.1:25",
+    "from": "alertmanager@test-node.invalid",
+    "to": ["ops@test-node.invalid"],
+    "require_tls": False,
+    "heartbeat_url": "https://heartbeat.socle.invalid/ping/test-node",
+}

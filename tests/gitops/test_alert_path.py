@@ -33,6 +33,7 @@ from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -443,6 +444,28 @@ def test_a_maintenance_window_sends_nothing_but_the_heartbeat(stack: Stack) -> N
     wait_for(lambda: stack.inbox.about("KubeAPIDown"), 60, "KubeAPIDown after the window")
 
 
+def test_socle_verify_reads_the_notifications_and_its_test_alert_arrives(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from socle_cli import verify_cluster
+    from socle_cli.verify_core import Verdict, VerifyContext, run_checks
+    from tests.socle_cli.fake_node import FakeNode
+
+    monkeypatch.setattr(verify_cluster, "ALERTMANAGER_PORT", urlsplit(stack.alertmanager_url).port)
+    monkeypatch.setattr(verify_cluster, "PROMETHEUS_PORT", urlsplit(stack.prometheus_url).port)
+    node = FakeNode("k3s version v1.33.2+k3s1 (abc)", {})
+    ctx = VerifyContext("vps", {"wireguard_address": "127.0.0.1/8"}, node)  # type: ignore[arg-type]
+
+    results = run_checks(ctx, [("5 monitoring", verify_cluster.check_alertmanager)])
+
+    assert [(r.check, r.verdict) for r in results] == [
+        ("Alertmanager's notifications", Verdict.GO), ("test alert sent", Verdict.GO)]
+    assert results[0].evidence.endswith("in the last 24 h"), results[0].evidence
+    assert "SocleTestAlert sent to" in results[1].evidence
+    # one mail per alert: a test alert still firing from an earlier test is not mailed again
+    wait_for(lambda: stack.inbox.about("SocleTestAlert"), 60, "the test alert's mail")
+
+
 def test_the_heartbeat_stops_when_alertmanager_stops(stack: Stack) -> None:
     assert stack.heartbeats.count() > 0
     stack.processes["alertmanager"].terminate()
@@ -452,3 +475,4 @@ def test_the_heartbeat_stops_when_alertmanager_stops(stack: Stack) -> None:
     time.sleep(5)
 
     assert stack.heartbeats.count() == stopped, "no heartbeat once Alertmanager is gone"
+

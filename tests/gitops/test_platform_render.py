@@ -328,3 +328,36 @@ def render_charts_folder() -> Path:
     folder = charts_dir()
     assert folder is not None
     return folder
+
+
+def pods_and_services(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Services, and one Pod per workload made from its template, as the cluster
+    would hold them: what the deploy's exposure guard reads."""
+    listed = [obj for obj in objects if obj["kind"] == "Service"]
+    for obj in objects:
+        spec = checks.pod_spec(obj)
+        if spec is not None:
+            listed.append({"kind": "Pod", "metadata": {
+                "name": f"{obj['metadata']['name']}-0",
+                "namespace": obj["metadata"].get("namespace", "default")},
+                "spec": spec, "status": {"phase": "Running"}})  # fmt: skip
+    return listed
+
+
+def test_the_exposure_guard_passes_the_platform_and_refuses_node_exporter_on_the_host(
+    renderer: Renderer, platform: Platform, objects: list[dict[str, Any]]
+) -> None:
+    from socle.exposure import exposures_of, refused_exposures
+
+    exposures = exposures_of(pods_and_services(objects))
+    kps = next(o for o in platform.root if o["metadata"]["name"] == "kube-prometheus-stack")
+    broken = copy.deepcopy(kps)
+    values = broken["spec"]["sources"][0]["helm"]["valuesObject"]
+    values["prometheus-node-exporter"] = {"hostNetwork": True}  # the chart's default
+    on_host = exposures_of(pods_and_services(renderer.application(broken)))
+
+    assert refused_exposures(exposures, vpn_address=VPN_ADDRESS) == []
+    assert {e.how for e in exposures} == {"externalIPs"}
+    assert [e.describe() for e in refused_exposures(on_host, vpn_address=VPN_ADDRESS)] == [
+        "Pod kps-prometheus-node-exporter-0 in namespace monitoring: hostNetwork 9100"
+    ]

@@ -1,7 +1,8 @@
 """Two k3s nodes for a disaster-recovery rehearsal: A with the whole platform, B fresh.
 
-Both use the stand-in k3s and the stand-in PostgreSQL on the node (as the other host tests
-do); B takes the WireGuard server key from SOPS, as a rebuilt node does, and an admin's
+Both use the stand-in k3s (playing phases 4 to 6 from the charts rendered here,
+tests/hosts/platform_node.py) and the stand-in PostgreSQL on the node (as the other host
+tests do); B takes the WireGuard server key from SOPS, as a rebuilt node does, and an admin's
 client already knows it. Used by tests/hosts/test_dr_rehearsal.py and bench/dr_rehearsal.py.
 """
 
@@ -21,6 +22,13 @@ from socle.wireguard_keys import generate_private_key
 from tests.harness.hosts import REPO_ROOT, Harness, TestHost
 from tests.hosts.admin import install_client_config, new_admin_key, socle_command
 from tests.hosts.k3s_node import k3s_node_data, standin_k3s_data
+from tests.hosts.platform_node import (
+    GRAFANA_KEY,
+    POSTGRESQL_KEY,
+    place_renderings,
+    platform_secrets,
+    renderings,
+)
 from tests.sops_files import write_sops_file
 
 
@@ -61,9 +69,10 @@ def rehearsal_pair(harness: Harness, workdir: Path, prefix: str = "dr") -> Itera
     a, b = harness.start(f"{prefix}-a"), harness.start(f"{prefix}-b")
     admin = harness.start(f"{prefix}-admin")
     password = secrets.token_urlsafe(18)
-    sops_file, age_key = write_sops_file(
-        workdir, {"postgres_password": password, "wireguard_private_key": generate_private_key()}
-    )
+    sops_file, age_key = write_sops_file(workdir, {
+        "postgres_password": password, "wireguard_private_key": generate_private_key(),
+        GRAFANA_KEY: secrets.token_urlsafe(18), POSTGRESQL_KEY: secrets.token_urlsafe(18),
+    })  # fmt: skip
     admin_key, admin_public = new_admin_key(workdir)
     k3s = standin_k3s_data(workdir)
     common = {
@@ -73,10 +82,15 @@ def rehearsal_pair(harness: Harness, workdir: Path, prefix: str = "dr") -> Itera
                            "key": "postgres_password"}],
         "standin_postgres_password": password,
         "wireguard_private_key_sops": str(sops_file),
+        **platform_secrets(sops_file),
     }  # fmt: skip
     versions = Path(k3s["socle_versions_file"])
     data = {host.name: k3s_node_data(admin_public, versions, **common) for host in (a, b)}
     hosts_file = harness.write_hosts_file(workdir / "hosts.json", [a, b], data=data)
+    # What the stand-in k3s plays phases 4 to 6 from, on both (B's provisioning runs them).
+    rendered = renderings(data[a.name])
+    for host in (a, b):
+        place_renderings(host, rendered)
     previous = os.environ.get("SOPS_AGE_KEY_FILE")
     os.environ["SOPS_AGE_KEY_FILE"] = str(age_key)
     try:

@@ -102,10 +102,11 @@ def kubectl(node: TestHost, *args: str, check: bool = True) -> subprocess.Comple
     return node.exec([K3S, "kubectl", *args], check=check)
 
 
-def apply(node: TestHost, obj: dict[str, Any]) -> None:
-    """``k3s kubectl apply`` one object on the node."""
-    put_files(node, "/root/objects", {"object.json": json.dumps(obj).encode()})
-    kubectl(node, "apply", "-f", "/root/objects/object.json")
+def apply(node: TestHost, *objects: dict[str, Any]) -> None:
+    """``k3s kubectl apply`` of ``objects`` on the node (as root, from a file)."""
+    listing = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    put_files(node, "/root/objects", {"objects.json": json.dumps(listing).encode()})
+    kubectl(node, "apply", "-f", "/root/objects/objects.json")
 
 
 def config_map(name: str) -> dict[str, Any]:

@@ -6,10 +6,13 @@ host has python3); the SSH logins use the real OpenSSH client of this machine.
 
 from __future__ import annotations
 
+import base64
+import json
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from tests.harness.hosts import TestHost
 
@@ -62,6 +65,82 @@ for port in map(int, sys.argv[2:]):
     threading.Thread(target=serve, args=(port,), daemon=True).start()
 threading.Event().wait()
 """
+
+
+# An unprivileged user's view of the node, as fast as it can look: every process's command
+# line, and every file it can read under the folders given, searched for the markers.
+SPY_PROGRAM = r"""
+import base64, json, os, sys
+# base64 on the command line: the markers themselves would be seen in the spy's own
+markers = base64.b64decode(sys.argv[1]).split(b"\n")
+stop, out, roots = sys.argv[2], sys.argv[3], sys.argv[4:]
+hits, looks = set(), 0
+def seen(blob, where):
+    for marker in markers:
+        if marker in blob:
+            hits.add(where)
+while not os.path.exists(stop):
+    looks += 1
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    seen(handle.read(), f"the command line of process {pid}")
+            except OSError:
+                pass
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    with open(path, "rb") as handle:
+                        seen(handle.read(4096), path)
+                except OSError:
+                    pass
+json.dump({"hits": sorted(hits), "looks": looks}, open(out, "w"))
+"""
+
+
+@dataclass
+class SecretSpy:
+    """An unprivileged user (``spy``) on ``node`` looking for ``markers`` in every command
+    line and every file it can read under ``roots``, until stopped.
+
+    Example::
+
+        spy = SecretSpy(node, [secret], ["/tmp", "/etc/socle"]).start()
+        ...  # deploy
+        assert spy.stop()["hits"] == []
+    """
+
+    node: TestHost
+    markers: Sequence[str]
+    roots: Sequence[str]
+    home: str = "/home/spy"
+
+    def start(self) -> SecretSpy:
+        """Create the user if needed and start looking."""
+        self.node.exec("id spy >/dev/null 2>&1 || useradd --create-home spy")
+        self.node.exec(["python3", "-c",
+                        f"open('/usr/local/bin/spy.py','w').write({SPY_PROGRAM!r})"])
+        self.node.exec(f"rm -f {self.home}/stop {self.home}/report.json")
+        argv = ["runuser", "-u", "spy", "--", "python3", "/usr/local/bin/spy.py",
+                base64.b64encode("\n".join(self.markers).encode()).decode(),
+                f"{self.home}/stop", f"{self.home}/report.json",
+                *self.roots]  # fmt: skip
+        self.node.exec_background(" ".join(shlex.quote(a) for a in argv))
+        return self
+
+    def stop(self) -> dict[str, object]:
+        """Stop looking; return ``{"hits": [where a marker was seen], "looks": rounds}``."""
+        self.node.exec(f"touch {self.home}/stop")
+        for _ in range(300):
+            done = self.node.exec(f"cat {self.home}/report.json", check=False)
+            if done.returncode == 0 and done.stdout:
+                report: dict[str, object] = json.loads(done.stdout)
+                return report
+            time.sleep(0.1)
+        raise AssertionError("the spy never reported")
 
 
 def scan_tcp(scanner: TestHost, target: str, wait: float = 3.0) -> list[int]:

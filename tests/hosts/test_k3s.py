@@ -5,8 +5,9 @@ pinned in a versions file made by the test), the server under the unit (datastor
 token, TLS, kubeconfig, sd_notify) and kubectl. One node goes through the phase's life in
 order: refusals on a fresh node, the first install from the pinned release URL (a test
 HTTPS server), a no-op re-run, the admin's kubeconfig, the test ingress, the exposure
-guard, upgrades (refused across minors, refused when the snapshot fails, done with a
-snapshot), the rollback, and a reboot.
+guard, upgrades (refused across minors, refused when the snapshot fails, done with the
+provider's VPS snapshot (the OVH API stand-in) and a datastore snapshot), the rollback,
+and a reboot.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from socle.exposure import SERVICELB_NAME_LABEL, SERVICELB_NAMESPACE_LABEL
-from tests.harness.hosts import Harness, TestHost, changed_operations
+from tests.harness.hosts import REPO_ROOT, Harness, TestHost, changed_operations
 from tests.hosts.admin import connect_admin, new_admin_key, socle_command
 from tests.hosts.k3s_node import (
     K3S,
@@ -36,11 +37,17 @@ from tests.hosts.k3s_node import (
     remove_objects,
 )
 from tests.hosts.probes import scan_tcp, tcp_answers, wait_until
+from tests.sops_files import write_sops_file
 from tests.standins.k3s_build import StandinRelease, make_release, write_versions_file
+from tests.standins.ovh_api import OvhApiStandIn
+
+OVH_ENDPOINT_HOOK = REPO_ROOT / "tests" / "standins" / "ovh_endpoint"
 
 pytestmark = pytest.mark.host
 
 V1, V2, V3 = "v1.33.2+k3s1", "v1.34.1+k3s1", "v1.35.0+k3s1"
+PHASES_3_AND_7 = ("deploys/k3s.py", "deploys/agent.py")
+VPS = "vps-1a2b3c4d.vps.ovh.net"
 VPN_ADDRESS = "10.8.0.1"
 # What a fresh k3s runs that opens the node's ports: Traefik's LoadBalancer Service and
 # the ServiceLB pod that carries it (hostPort 80 and 443).
@@ -180,8 +187,10 @@ def test_a_download_not_matching_the_pin_is_refused_on_the_node_and_removed(
 
 @pytest.fixture(scope="module")
 def installed(fresh: K3sNode) -> K3sNode:
-    """The whole platform deployed once (deploys/all.py), k3s from the release URL."""
-    fresh.deploy(fresh.hosts_file(V1), deploy="deploys/all.py")
+    """Phases 3 and 7 deployed (k3s from the release URL, and the agent that snapshots its
+    datastore); the whole platform's deploy is tests/hosts/test_platform.py's."""
+    for deploy in PHASES_3_AND_7:
+        fresh.deploy(fresh.hosts_file(V1), deploy=deploy)
     place_objects(fresh.node, "k3s-defaults", K3S_DEFAULTS)
     return fresh
 
@@ -250,10 +259,11 @@ def test_firewall_lets_the_cluster_ranges_in_and_the_api_on_the_vpn_only(
     assert not tcp_answers(installed.outsider, installed.node.address, 6443)
 
 
-def test_second_run_of_the_whole_deploy_changes_nothing(installed: K3sNode) -> None:
-    second = installed.deploy(installed.hosts_file(V1), "--json", deploy="deploys/all.py")
+def test_second_run_of_phases_3_and_7_changes_nothing(installed: K3sNode) -> None:
+    for deploy in PHASES_3_AND_7:
+        second = installed.deploy(installed.hosts_file(V1), "--json", deploy=deploy)
 
-    assert changed_operations(second.stdout) == []
+        assert changed_operations(second.stdout) == [], deploy
 
 
 def test_socle_kubeconfig_writes_a_private_file_for_the_vpn_address(
@@ -345,14 +355,27 @@ def test_an_upgrade_across_two_minor_versions_is_refused(installed: K3sNode) -> 
 
 
 @pytest.fixture(scope="module")
-def upgraded(installed: K3sNode) -> dict[str, Any]:
-    """k3s upgraded from V1 to V2 (air-gap), with a marker object on each side of it."""
+def upgraded(installed: K3sNode) -> Iterator[dict[str, Any]]:
+    """k3s upgraded from V1 to V2 (air-gap), with a marker object on each side of it, the
+    inventory asking for the provider's snapshot of the VPS first (the OVH API stand-in)."""
     node = installed.node
     apply(node, config_map("before-upgrade"))
-    run = installed.deploy(installed.hosts_file(V2, airgap=True), "--json")
+    with OvhApiStandIn(VPS) as api, pytest.MonkeyPatch.context() as environment:
+        sops_file, key_file = write_sops_file(installed.workdir, {
+            "ovh_application_key": api.application_key,
+            "ovh_application_secret": api.application_secret,
+            "ovh_consumer_key": api.consumer_key,
+        })  # fmt: skip
+        environment.setenv("SOPS_AGE_KEY_FILE", str(key_file))
+        environment.setenv("SOCLE_TEST_OVH_ENDPOINT", api.endpoint)
+        environment.setenv("PYTHONPATH", f"{OVH_ENDPOINT_HOOK}:{REPO_ROOT}")
+        ovh_vps = {"service_name": VPS, "sops_file": str(sops_file),
+                   "snapshot_before_upgrade": True, "timeout_seconds": 60}  # fmt: skip
+        run = installed.deploy(installed.hosts_file(V2, airgap=True, ovh_vps=ovh_vps), "--json")
+        vps_snapshot = dict(api.state.snapshot or {})
     apply(node, config_map("after-upgrade"))
     record = json.loads(node.exec("cat /usr/local/lib/socle/k3s/rollback.json").stdout)
-    return {"run": run, "record": record}
+    yield {"run": run, "record": record, "vps_snapshot": vps_snapshot}
 
 
 def test_an_upgrade_snapshots_the_datastore_first_and_keeps_the_previous_binary(
@@ -366,9 +389,12 @@ def test_an_upgrade_snapshots_the_datastore_first_and_keeps_the_previous_binary(
     previous = node.exec("sha256sum < /usr/local/lib/socle/k3s/k3s.previous").stdout.split()[0]
     nodes = kubectl_json(node, "get", "nodes")["items"]
 
-    assert "k3s restarted on a new binary, images, configuration or unit" in (
-        changed_operations(upgraded["run"].stdout)
-    )
+    changed = changed_operations(upgraded["run"].stdout)
+    assert "k3s restarted on a new binary, images, configuration or unit" in changed
+    # the provider's snapshot of the whole VPS came first, as the inventory asked
+    assert upgraded["vps_snapshot"]["description"].startswith(f"before k3s {V2} (from {V1})")
+    assert changed.index("The provider's snapshot of the VPS before the k3s upgrade") < (
+        changed.index(f"k3s {V2} binary, sha256 checked before it replaces anything"))
     assert record["previous_version"] == V1 and record["upgraded_to"] == V2
     assert manifest["details"]["k3s_version"] == V1
     assert drill.returncode == 0, drill.stderr

@@ -1,7 +1,8 @@
 """Secrets reach the node without ever being readable by another local user.
 
-An unprivileged user on the node (``spy``) reads every file it can under the places an
-upload could pass through, as fast as it can, while a large secret is uploaded. pyinfra's
+An unprivileged user on the node (``spy``, tests/hosts/probes.py) reads every file it can
+under the places an upload could pass through, and every command line, as fast as it can,
+while a large secret is uploaded. pyinfra's
 own ``files.put`` with sudo is the control: the spy reads it in ``/tmp``, which shows the
 spy works. socle's ``secret_file`` leaves the spy nothing, and nothing behind, also when
 the last copy fails.
@@ -9,7 +10,6 @@ the last copy fails.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,29 +19,12 @@ from typing import Any
 import pytest
 
 from tests.harness.hosts import Harness, TestHost
+from tests.hosts.probes import SecretSpy
 
 pytestmark = pytest.mark.host
 
 DEPLOY = "tests/hosts/deploys/secret_upload.py"
 WATCHED = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/run", "/etc/socle-test", "/etc/socle-small")
-SPY_PROGRAM = r"""
-import json, os, sys
-marker, stop, out = sys.argv[1].encode(), sys.argv[2], sys.argv[3]
-roots, hits, looks = sys.argv[4:], set(), 0
-while not os.path.exists(stop):
-    looks += 1
-    for root in roots:
-        for folder, _, names in os.walk(root):
-            for name in names:
-                path = os.path.join(folder, name)
-                try:
-                    with open(path, "rb") as handle:
-                        if marker in handle.read(4096):
-                            hits.add(path)
-                except OSError:
-                    pass
-json.dump({"hits": sorted(hits), "looks": looks}, open(out, "w"))
-"""
 
 
 @dataclass
@@ -54,8 +37,7 @@ class UploadNode:
 @pytest.fixture(scope="module")
 def upload_node(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadNode]:
     node = harness.start("upload-node", networks=("public",))
-    node.exec("useradd --create-home spy && install -d -m 0755 /etc/socle-test")
-    node.exec(["python3", "-c", f"open('/usr/local/bin/spy.py','w').write({SPY_PROGRAM!r})"])
+    node.exec("install -d -m 0755 /etc/socle-test")
     yield UploadNode(node, tmp_path_factory.mktemp("uploads"), harness)
     harness.remove(node)
 
@@ -67,25 +49,14 @@ def upload_while_spied(
     marker = "SECRET-" + secrets.token_hex(16)
     source = env.workdir / f"{upload_with}.secret"
     source.write_text(marker + "\n" + secrets.token_hex(8 * 1024 * 1024) + "\n")
-    stop, report = "/home/spy/stop", "/home/spy/report.json"
-    env.node.exec(f"rm -f {stop} {report}")
-    env.node.exec_background(
-        f"runuser -u spy -- python3 /usr/local/bin/spy.py {marker} {stop} {report} "
-        + " ".join(WATCHED)
-    )
+    spy = SecretSpy(env.node, [marker], WATCHED).start()
     hosts_file = env.harness.write_hosts_file(
         env.workdir / "hosts.json", [env.node],
         data={env.node.name: {"upload_source": str(source), "upload_dest": dest,
                               "upload_with": upload_with}},
     )  # fmt: skip
     proc = env.harness.run_pyinfra(hosts_file, DEPLOY, check=check)
-    env.node.exec(f"touch {stop}")
-    for _ in range(100):
-        done = env.node.exec(f"cat {report}", check=False)
-        if done.returncode == 0 and done.stdout:
-            return json.loads(done.stdout), marker, proc.returncode
-        env.node.exec("sleep 0.1")
-    raise AssertionError("the spy never reported")
+    return spy.stop(), marker, proc.returncode
 
 
 def copies_of(node: TestHost, marker: str) -> list[str]:

@@ -44,3 +44,12 @@ def test_k3s_settings_of_each_group_are_valid(group: str) -> None:
     assert settings.vpn_address == "10.8.0.1"
     assert [e.service for e in settings.exposure_allowed] == ["traefik"]
     assert agent_kubeconfig_path(data) == "/etc/socle/agent-kubeconfig"
+
+
+def test_test_hosts_give_phases_4_to_6_their_settings() -> None:
+    from socle.gitops_values import alerting, repository
+
+    data = runpy.run_path(str(GROUP_DATA / "test.py"))
+
+    assert repository(data)["url"].endswith(".invalid/ops/socle.git")
+    assert alerting(data)["heartbeatUrl"].startswith("https://heartbeat.socle.invalid/")

@@ -59,7 +59,7 @@ def test_node_ports_host_ports_and_host_network_are_refused_and_named() -> None:
     assert [e.describe() for e in refused] == [
         "Pod hostport-pod in namespace apps: hostPort 8080",
         "Pod on-host in namespace monitoring: hostNetwork 9100",
-        "Service ext in namespace web: externalIPs 81",
+        "Service ext in namespace web: externalIPs 81 on 203.0.113.5",
         "Service leaky in namespace web: NodePort 30080",
         "Service other-lb in namespace web: LoadBalancer 8443",
     ]
@@ -87,3 +87,23 @@ def test_exposures_round_trip_as_plain_data() -> None:
     exposure = exposures_of([SVCLB])[0]
 
     assert Exposure.from_dict(exposure.as_dict()) == exposure
+
+
+def test_external_ips_on_the_vpn_address_only_are_allowed() -> None:
+    on_vpn = service("kps-grafana", "monitoring", "ClusterIP", [{"port": 3000}],
+                     externalIPs=["10.8.0.1"])
+    public = service("grafana-public", "monitoring", "ClusterIP", [{"port": 3000}],
+                     externalIPs=["203.0.113.5"])
+    both = service("postgresql-vpn", "database", "ClusterIP", [{"port": 5432}],
+                   externalIPs=["10.8.0.1", "203.0.113.5"])
+    exposures = exposures_of([on_vpn, public, both])
+
+    refused = refused_exposures(exposures, DEFAULT_ALLOWED, vpn_address="10.8.0.1")
+
+    assert [e.describe() for e in refused] == [
+        "Service postgresql-vpn in namespace database: externalIPs 5432 on 10.8.0.1, 203.0.113.5",
+        "Service grafana-public in namespace monitoring: externalIPs 3000 on 203.0.113.5",
+    ]
+    # without the VPN address every external IP is refused
+    assert len(refused_exposures(exposures)) == 3
+    assert all(Exposure.from_dict(e.as_dict()) == e for e in exposures)

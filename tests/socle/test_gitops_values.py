@@ -129,3 +129,18 @@ def test_durations() -> None:
     assert duration_seconds("500ms") == 0.5
     with pytest.raises(ValueError):
         duration_seconds("1x")
+
+
+def test_host_versions_reads_the_hosts_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from socle.gitops_values import PinRefused, host_versions
+    from socle.versions import VERSIONS_FILE
+
+    staging = tmp_path / "staging.toml"
+    pinned = VERSIONS_FILE.read_text()
+    staging.write_text(pinned.replace('version = "10.1.1"', 'version = "10.1.2"'))
+
+    assert host_versions({"socle_versions_file": str(staging)}).charts["argo-cd"].version == (
+        "10.1.2"
+    )
+    with pytest.raises(PinRefused, match="missing.toml"):
+        host_versions({"socle_versions_file": str(tmp_path / "missing.toml")})

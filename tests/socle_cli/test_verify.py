@@ -81,3 +81,44 @@ def test_the_port_scan_finds_a_listener_and_nothing_else() -> None:
         closed = port + 1 if port < 65535 else port - 1
 
         assert open_tcp_ports("127.0.0.1", [port, closed]) == [port]
+
+
+OFFSITE_METRICS = """\
+socle_offsite_newest_timestamp_seconds{kind="postgres",subject="app"} 9000
+socle_offsite_rpo_target_seconds{kind="postgres"} 93600
+socle_offsite_drill_last_result{kind="postgres",subject="app"} %(result)s
+socle_offsite_drill_last_duration_seconds{kind="postgres",subject="app"} 42.5
+socle_rto_target_seconds{kind="postgres"} 600
+"""
+
+
+def with_metrics(text: str, now: int = 10000) -> VerifyContext:
+    """A context whose agent metrics (as `agent_metrics` reads them) are ``text``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    ctx = context()
+    ctx.cache["metrics"] = (samples, now)
+    return ctx
+
+
+def test_off_site_copies_and_drills_are_checked_where_the_agent_publishes_them() -> None:
+    from socle_cli.verify import check_offsite
+
+    passing = run_checks(with_metrics(OFFSITE_METRICS % {"result": 1}), [("7", check_offsite)])
+    failing = run_checks(with_metrics(OFFSITE_METRICS % {"result": 0}), [("7", check_offsite)])
+    absent = run_checks(with_metrics("socle_agent_up 1\n"), [("7", check_offsite)])
+
+    assert [(r.check, r.verdict) for r in passing] == [
+        ("off-site postgres/app backup within the RPO", Verdict.GO),
+        ("off-site postgres/app drill within the RTO", Verdict.GO),
+    ]
+    assert passing[1].evidence == (
+        "last off-site drill passed in 42.5 s (fetch included), RTO 600 s"
+    )
+    assert failing[1].verdict is Verdict.NO_GO and "FAILED" in failing[1].evidence
+    assert absent[0].verdict is Verdict.NOT_CHECKED
+    assert absent[0].evidence.startswith("the agent publishes no off-site metrics")

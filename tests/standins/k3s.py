@@ -10,15 +10,16 @@ shape and plays the parts socle relies on:
   ``encryption-config.json`` when ``secrets-encryption`` is on) and the admin kubeconfig
   (``write-kubeconfig-mode``), records this host's Node as Ready with its version, listens
   on the API port (6443) so that firewalls can be probed, applies the files of
-  ``<data-dir>/server/manifests`` as k3s's deploy controller does, and tells systemd it is
-  ready (``sd_notify READY=1``);
+  ``<data-dir>/server/manifests`` as k3s's deploy controller does, plays helm-controller,
+  Argo CD and the workload controllers from renderings the test gives
+  (``k3s_controllers``), and tells systemd it is ready (``sd_notify READY=1``);
 - ``k3s kubectl`` needs that server to be reachable at the kubeconfig's address, then:
   ``get`` returns the objects recorded in the datastore plus the JSON files a test puts
   in ``<data-dir>/standin/objects/`` (``-o json`` or ``-o name``); ``apply -f FILE|DIR|-``
   records objects (an unchanged object is reported ``unchanged``; a namespaced object
   needs its namespace to exist, as on a real API server; a service-account token Secret
   gets its ``token`` and ``ca.crt`` as the token controller would fill them); ``delete``
-  removes them (a Namespace takes its objects with it).
+  removes them by name or label selector (a Namespace takes its objects with it).
 
 Objects live in kine's table as real k3s keeps them (one revision per change), so a
 snapshot of the datastore and its restore carry them, as they would on a node.
@@ -78,6 +79,9 @@ BUILTIN_RESOURCES = {
     "helmcharts", "helmchartconfigs",
 }  # fmt: skip
 SERVICE_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"
+# How often the server looks at its manifests folder and runs its controllers (k3s
+# watches the folder; a short period keeps the deploys' waits short).
+SCAN_SECONDS = 2.0
 
 
 class StandinError(Exception):
@@ -188,6 +192,7 @@ class Store:
             raise StandinError(f"no datastore at {paths.datastore}: has k3s server run?")
         self.paths = paths
         self.conn = connect(paths.datastore)
+        self._kinds: set[str] | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -233,8 +238,24 @@ class Store:
         objects.update({key: obj for key, (_, obj) in self._recorded(resource).items()})
         return objects
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The object at ``key``: the recorded one, else a fixture's, else ``None``."""
+        row = self.conn.execute(
+            "SELECT id, deleted, value FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
+        if row is not None and not row[1] and row[2] is not None:
+            obj: dict[str, Any] = json.loads(row[2])
+            obj["metadata"]["resourceVersion"] = str(row[0])
+            return obj
+        return self._fixtures().get(key)
+
     def cluster_kinds(self) -> set[str]:
         """Built-in cluster-scoped kinds and those of cluster-scoped CRDs."""
+        if self._kinds is None:
+            self._kinds = self._cluster_kinds()
+        return self._kinds
+
+    def _cluster_kinds(self) -> set[str]:
         kinds = set(CLUSTER_KINDS)
         crds = [obj for _, obj in self._recorded("customresourcedefinitions").values()]
         crds += [obj for obj in self._fixture_objects()
@@ -248,7 +269,14 @@ class Store:
     def resource_names(self) -> dict[str, str]:
         """Known resource names by every way kubectl may spell them."""
         resources = set(BUILTIN_RESOURCES)
-        for key in self.all_objects():
+        start = len(OBJECT_PREFIX) + 1
+        rows = self.conn.execute(
+            "SELECT DISTINCT substr(name, ?, instr(substr(name, ?), '/') - 1) FROM kine"
+            " WHERE name >= ? AND name < ?",
+            (start, start, OBJECT_PREFIX, OBJECT_PREFIX + "\uffff"),
+        ).fetchall()
+        resources.update(row[0] for row in rows if row[0])
+        for key in self._fixtures():
             resources.add(key[len(OBJECT_PREFIX):].split("/", 1)[0])
         for obj in self.all_objects("customresourcedefinitions").values():
             names = obj.get("spec", {}).get("names", {})
@@ -266,6 +294,11 @@ class Store:
     def resolve(self, word: str) -> str:
         """The resource ``word`` names (``svc``, ``service``, ``services.v1``, ...)."""
         name = word.split(".", 1)[0].lower()
+        # The built-in names first: no datastore read.
+        if name in BUILTIN_RESOURCES:
+            return name
+        if name in SHORT_NAMES:
+            return SHORT_NAMES[name]
         resource = self.resource_names().get(name)
         if resource is None:
             raise StandinError(f'error: the server doesn\'t have a resource type "{word}"')
@@ -292,6 +325,8 @@ class Store:
     def record(self, obj: dict[str, Any], key: str | None = None) -> int:
         """Write ``obj`` as the next revision of its key; return the revision."""
         key = key or self.key(obj)
+        if key.startswith(f"{OBJECT_PREFIX}customresourcedefinitions/"):
+            self._kinds = None
         previous = self._recorded_row(key)
         stored = copy.deepcopy(obj)
         stored.get("metadata", {}).pop("resourceVersion", None)
@@ -326,7 +361,7 @@ class Store:
         obj.pop("status", None)
         applied = json.dumps(obj, sort_keys=True, separators=(",", ":"))
         key = self.key(obj)
-        existing = self.all_objects(key[len(OBJECT_PREFIX):].split("/", 1)[0]).get(key)
+        existing = self.get(key)
         annotations = (existing or {}).get("metadata", {}).get("annotations", {})
         if existing is not None and annotations.get(LAST_APPLIED) == applied:
             return "unchanged"
@@ -346,6 +381,11 @@ class Store:
             new_meta["creationTimestamp"] = now_rfc3339()
         if kind == "Namespace":
             new["status"] = {"phase": "Active"}
+        if kind == "Secret" and "stringData" in new:
+            # As the API server: clear values go to data, base64-encoded.
+            data = new.setdefault("data", {})
+            for name, value in (new.pop("stringData") or {}).items():
+                data[name] = base64.b64encode(str(value).encode()).decode()
         if kind == "Secret" and new.get("type") == SERVICE_ACCOUNT_TOKEN:
             self._fill_token(new)
         self.record(new, key)
@@ -373,6 +413,8 @@ class Store:
             return False
         insert_revision(self.conn, key, None, row[0], deleted=True)
         resource, scope, name = key[len(OBJECT_PREFIX):].split("/", 2)
+        if resource in ("customresourcedefinitions",):
+            self._kinds = None
         if resource == "namespaces":
             for other in list(self._recorded()):
                 if other[len(OBJECT_PREFIX):].split("/", 2)[1] == name:
@@ -621,6 +663,14 @@ def kubectl_delete(store: Store, args: KubectlArgs) -> int:
     if args.filenames:
         for obj in read_manifests(args.filenames):
             targets.append((store.key(obj, args.namespace), _type_name(obj)))
+    elif args.selector and len(args.words) == 1:
+        resource = store.resolve(args.words[0])
+        namespaced = resource not in {plural(kind) for kind in store.cluster_kinds()}
+        targets = [(key, resource) for key, obj in store.all_objects(resource).items()
+                   if _matches(obj, args, namespaced)]
+        if not targets:
+            print("No resources found", file=sys.stderr)
+            return 0
     else:
         if len(args.words) < 2:
             raise StandinError("error: resource(s) were provided, but no name was specified")
@@ -789,20 +839,35 @@ def _listen(port: int) -> socket.socket:
 
 
 def apply_manifests_dir(store: Store, seen: dict[Path, float]) -> None:
-    """Apply the files of ``server/manifests`` that are new or changed, as k3s does."""
+    """Apply the files of ``server/manifests`` that are new or changed, as k3s does; a file
+    that failed is tried again at the next look (its failure said once)."""
     for path in sorted(store.paths.manifests_dir.glob("*")):
         if path.suffix not in (".yaml", ".yml", ".json") or path.name.startswith("."):
             continue
         mtime = path.stat().st_mtime
         if seen.get(path) == mtime:
             continue
-        seen[path] = mtime
         try:
             for obj in read_manifests([str(path)]):
                 store.apply(obj, "kube-system")
+            seen[path] = mtime
             print(f"applied {path.name}", flush=True)
         except StandinError as error:
-            print(f"failed to apply {path.name}: {error}", flush=True)
+            if seen.get(path) != -mtime:
+                print(f"failed to apply {path.name}: {error}", flush=True)
+            # negative: failed at this time, to be tried again
+            seen[path] = -mtime
+
+
+def run_controllers(store: Store) -> None:
+    """One pass of the stand-in's controllers (tests/standins/k3s_controllers.py)."""
+    from tests.standins.k3s_controllers import reconcile
+
+    try:
+        for line in reconcile(store):
+            print(line, flush=True)
+    except (StandinError, ValueError, KeyError, TypeError) as error:
+        print(f"stand-in controllers failed: {type(error).__name__}: {error}", flush=True)
 
 
 def parse_server_flags(argv: list[str]) -> tuple[str | None, dict[str, Any]]:
@@ -858,6 +923,7 @@ def server(argv: list[str], version: str) -> int:
     store.record(node_object(version))
     seen: dict[Path, float] = {}
     apply_manifests_dir(store, seen)
+    run_controllers(store)
     listener = _listen(port)
     writer = LeaseWriter(connect(paths.datastore), keys=10)
     print(f"stand-in k3s {version}: datastore {paths.datastore}, API on :{port}", flush=True)
@@ -868,8 +934,9 @@ def server(argv: list[str], version: str) -> int:
             writer.write_one()
         except sqlite3.Error as error:
             print(f"lease renewal failed: {error}", flush=True)
-        if time.monotonic() - last_scan > 5:
+        if time.monotonic() - last_scan >= SCAN_SECONDS:
             apply_manifests_dir(store, seen)
+            run_controllers(store)
             last_scan = time.monotonic()
     sd_notify("STOPPING=1")
     listener.close()

@@ -32,7 +32,9 @@ from socle.versions import VERSIONS_FILE
 
 STANDINS = Path(__file__).resolve().parent
 # The stand-in and the modules it imports, at their package paths inside the zip.
-MODULES = ("__init__.py", "k3s.py", "k3s_datastore.py", "kine_writer.py")
+MODULES = (
+    "__init__.py", "k3s.py", "k3s_controllers.py", "k3s_datastore.py", "kine_writer.py",
+)
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 IMAGES_ARCHIVE = "k3s-airgap-images-{arch}.tar.gz"
 BINARY_NAMES = {"amd64": "k3s", "arm64": "k3s-arm64"}
@@ -118,9 +120,10 @@ def make_release(version: str, folder: Path) -> StandinRelease:
     return StandinRelease(version, airgap, sha256_of(binary), sha256_of(images))
 
 
-# What the test ingress's image is pinned to in test versions files: the stand-in runs no
-# container, so no registry is asked for it.
+# What the test ingress's and PostgreSQL's images are pinned to in test versions files:
+# the stand-in runs no container, so no registry is asked for them.
 STANDIN_IMAGE_DIGEST = "sha256:" + "0" * 64
+STANDIN_POSTGRESQL_DIGEST = "sha256:" + hashlib.sha256(b"socle: stand-in, no image").hexdigest()
 
 
 def write_versions_file(
@@ -131,7 +134,7 @@ def write_versions_file(
     binary_sha256: str | None = None,
 ) -> Path:
     """Write a copy of ``base`` whose k3s pin is the stand-in ``release`` (served from
-    ``release_url`` when given), and whose test-ingress image has a digest.
+    ``release_url`` when given), and whose test-ingress and PostgreSQL images have a digest.
     ``binary_sha256`` pins another checksum, for a pin the files do not match."""
     data = tomllib.loads(base.read_text())
     pins = {"binary": binary_sha256 or release.binary_sha256,
@@ -141,5 +144,6 @@ def write_versions_file(
     if release_url is not None:
         data["k3s"]["release_url"] = release_url
     data["images"]["test-ingress"]["digest"] = STANDIN_IMAGE_DIGEST
+    data["postgresql"]["digest"] = STANDIN_POSTGRESQL_DIGEST
     path.write_text(tomli_w.dumps(data))
     return path

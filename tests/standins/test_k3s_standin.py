@@ -11,13 +11,27 @@ import os
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.standins.k3s_build import build_binary, make_release, sha256_of, write_versions_file
+from tests.agent.conftest import wait_for
+from tests.standins.k3s_build import (
+    STANDIN_POSTGRESQL_DIGEST,
+    build_binary,
+    make_release,
+    sha256_of,
+    write_versions_file,
+)
+from tests.standins.k3s_controllers import (
+    PLAYED_BY,
+    application_sources_sha256,
+    helmchart_values_sha256,
+)
 
 VERSION = "v1.33.2+k3s1"
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +113,7 @@ def test_versions_file_pins_the_release(tmp_path: Path) -> None:
 
     assert versions.k3s.version == VERSION
     assert versions.k3s.artefacts("amd64").require_binary() == release.binary_sha256
+    assert versions.postgresql.require_reference().endswith(STANDIN_POSTGRESQL_DIGEST)
     assert sha256_of(release.airgap_dir / "k3s-airgap-images-amd64.tar.gz") == (
         versions.k3s.artefacts("amd64").require_airgap_images()
     )
@@ -219,3 +234,125 @@ def test_kubectl_fails_when_the_api_does_not_answer(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     assert "was refused" in done.stderr
+
+
+def get_json(standin: Standin, *args: str) -> dict[str, Any] | None:
+    done = standin.run("kubectl", "get", *args, "-o", "json")
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def test_delete_by_label_selector_removes_only_the_matching(standin: Standin) -> None:
+    for name, owner in (("a", "helm"), ("b", "helm"), ("c", "other")):
+        standin.run("kubectl", "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": f"rel-{name}", "labels": {"owner": owner, "name": "rel"}},
+        }))  # fmt: skip
+
+    deleted = standin.run("kubectl", "delete", "secret", "-l", "owner=helm,name=rel",
+                          "--ignore-not-found")
+    again = standin.run("kubectl", "delete", "secret", "-l", "owner=helm,name=rel",
+                        "--ignore-not-found")
+
+    assert deleted.returncode == 0 and deleted.stdout.count("deleted") == 2
+    assert again.returncode == 0
+    names = {o["metadata"]["name"] for o in standin.kubectl_json("get", "secrets")["items"]}
+    assert "rel-c" in names and not {"rel-a", "rel-b"} & names
+
+
+ARGO_VALUES = "server:\n  replicas: 1\n"
+ARGO_OBJECTS = [
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "applications.argoproj.io"},
+     "spec": {"group": "argoproj.io", "scope": "Namespaced",
+              "names": {"kind": "Application", "plural": "applications"},
+              "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                            "schema": {"openAPIV3Schema": {"type": "object"}}}]}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "argocd-server"},
+     "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "server"}},
+                                          "spec": {"containers": [{"name": "s"}]}}}},
+    {"apiVersion": "apps/v1", "kind": "StatefulSet",
+     "metadata": {"name": "argocd-application-controller"},
+     "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "controller"}},
+                                          "spec": {"containers": [{"name": "c"}]}}}},
+]  # fmt: skip
+CHILD = {
+    "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+    "metadata": {"name": "exporter", "namespace": "argocd"},
+    "spec": {"destination": {"namespace": "metrics"},
+             "source": {"repoURL": "https://git.socle.invalid/x.git", "path": "exporter"},
+             "syncPolicy": {"syncOptions": ["CreateNamespace=true"]}},
+}  # fmt: skip
+EXPORTER = {
+    "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-exporter"},
+    "spec": {"template": {"metadata": {"labels": {"app": "node-exporter"}},
+                          "spec": {"hostNetwork": False,
+                                   "containers": [{"name": "e", "ports": [
+                                       {"containerPort": 9100}]}]}}},
+}  # fmt: skip
+
+
+def helmchart(version: str, unmanaged: bool = False) -> str:
+    annotations = {"helmcharts.helm.cattle.io/unmanaged": "true"} if unmanaged else {}
+    return json.dumps({
+        "apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "argocd", "namespace": "kube-system", "annotations": annotations},
+        "spec": {"chart": "argo-cd", "version": version, "targetNamespace": "argocd",
+                 "createNamespace": True, "valuesContent": ARGO_VALUES},
+    })  # fmt: skip
+
+
+def test_controllers_install_a_helmchart_sync_applications_and_run_workloads(
+    standin: Standin,
+) -> None:
+    rendered = standin.data_dir / "standin" / "rendered"
+    rendered.mkdir(parents=True, exist_ok=True)
+    (rendered / "helmchart-argocd.json").write_text(json.dumps({
+        "chart": "argo-cd", "version": "10.1.1",
+        "values_sha256": helmchart_values_sha256(ARGO_VALUES), "objects": ARGO_OBJECTS}))
+    (rendered / "application-exporter.json").write_text(json.dumps({
+        "sources_sha256": application_sources_sha256(CHILD), "objects": [EXPORTER]}))
+    manifests = standin.data_dir / "server" / "manifests"
+
+    # A chart version the test did not render: failed, as an install that fails.
+    (manifests / "argocd.json").write_text(helmchart("9.9.9"))
+    failed = wait_for(lambda: (get_json(standin, "helmchart", "argocd", "-n", "kube-system")
+                               or {}).get("status"), 20)
+    assert "not {'chart': 'argo-cd', 'version': '9.9.9'" in failed["conditions"][0]["message"]
+    assert get_json(standin, "deployment", "argocd-server", "-n", "argocd") is None
+
+    (manifests / "argocd.json").write_text(helmchart("10.1.1"))
+    server = wait_for(lambda: get_json(standin, "deployment", "argocd-server", "-n", "argocd"), 20)
+    records = standin.kubectl_json("get", "secrets", "-n", "argocd", "-l", "owner=helm")
+
+    assert server["status"]["readyReplicas"] == 1
+    assert server["metadata"]["annotations"][PLAYED_BY].startswith("the stand-in k3s")
+    assert [s["metadata"]["name"] for s in records["items"]] == ["sh.helm.release.v1.argocd.v1"]
+    crd = standin.kubectl_json("get", "crd", "applications.argoproj.io")
+    assert "schema" not in crd["spec"]["versions"][0]
+
+    # Argo CD runs: an Application is synced into its destination, its DaemonSet gets a pod.
+    standin.run("kubectl", "apply", "-f", "-", stdin=json.dumps(CHILD))
+    app = wait_for(lambda: (get_json(standin, "application", "exporter", "-n", "argocd")
+                            or {}).get("status", {}).get("health"), 20)
+    pods = wait_for(lambda: (get_json(standin, "pods", "-n", "metrics") or {}).get("items"), 20)
+    assert app == {"status": "Healthy"}
+    assert pods[0]["spec"]["containers"][0]["ports"] == [{"containerPort": 9100}]
+    assert pods[0]["status"]["phase"] == "Running"
+
+    # Sources the rendering is not of: out of sync, never Healthy.
+    changed = json.loads(json.dumps(CHILD))
+    changed["spec"]["source"]["path"] = "elsewhere"
+    standin.run("kubectl", "apply", "-f", "-", stdin=json.dumps(changed))
+    status = wait_for(lambda: (get_json(standin, "application", "exporter", "-n", "argocd")
+                               or {}).get("status", {}).get("sync", {}).get("status")
+                      == "OutOfSync", 20)
+    assert status
+
+    # Unmanaged: helm-controller leaves the release alone, records and all.
+    standin.run("kubectl", "delete", "secret", "-n", "argocd", "-l", "owner=helm,name=argocd")
+    (manifests / "argocd.json").write_text(helmchart("10.1.1", unmanaged=True))
+    wait_for(lambda: "unmanaged" in json.dumps(
+        get_json(standin, "helmchart", "argocd", "-n", "kube-system")), 20)
+    time.sleep(2.5)
+    left = standin.kubectl_json("get", "secrets", "-n", "argocd", "-l", "owner=helm")
+    assert left["items"] == []
