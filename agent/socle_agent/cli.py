@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -62,6 +63,7 @@ from socle_agent.state import load_state
 _OWN_OPTIONS = frozenset({"config", "log_level", "command", "func", "check_paths", "kind",
                           "action"})
 LOCAL = "local"
+HOST_NAME = re.compile(r"^[A-Za-z0-9._-]{1,253}$")
 
 
 def _time(stamp: float | None) -> str:
@@ -120,7 +122,7 @@ def cmd_list(config: Config, args: argparse.Namespace) -> int:
     origins = [s for s in source_registry().values() if s.is_origin and getattr(
         args, f"origin_{s.kind}", False)]
     for origin in origins:
-        for copy in origin.copies(JobContext(config), args.kind):
+        for copy in origin.copies(_origin_context(config, args), args.kind):
             _, _, size, where = rows.setdefault(
                 (copy.kind, copy.backup_id), (copy.subject, copy.finished, None, []))
             where.append(origin.kind)
@@ -223,12 +225,33 @@ def restore_command(source: Source) -> Callable[[Config, argparse.Namespace], in
     return command
 
 
+def _origin_context(config: Config, args: argparse.Namespace) -> JobContext:
+    """A job context for reading an origin; `--origin-host` names whose copies to read."""
+    host = getattr(args, "origin_host", None)
+    return JobContext(config, options={"origin_host": host} if host else {})
+
+
+def _host_name(value: str) -> str:
+    """An inventory's host name, as the copies off-site carry it."""
+    if not HOST_NAME.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a plain host name")
+    return value
+
+
+def _add_origin_host(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--origin-host", type=_host_name, metavar="NAME",
+        help="the copies host NAME sent (its inventory name), not this host's: after a "
+             "rebuild under another name, or in a recovery rehearsal")  # fmt: skip
+
+
 def restore_from(origin: Source, source: Source, config: Config, args: argparse.Namespace,
                  report: Callable[[str], None]) -> str:
     """Fetch the backup from `origin` into a scratch catalogue, then restore it from there
     exactly as a local one (the source checks it again before it touches anything)."""
     backup_id = source.restore_backup_id(args)
-    with origin.fetched(JobContext(config), source.kind, backup_id, report) as folder:
+    with origin.fetched(_origin_context(config, args), source.kind, backup_id,
+                        report) as folder:
         fetched = replace(config, agent=replace(config.agent, backup_dir=folder))
         return source.restore(JobContext(fetched), args, report)
 
@@ -283,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--from", dest="origin", choices=(LOCAL, *origins), default=LOCAL,
                     help="where the backup is: the local catalogue (default), or fetched "
                          "from there first and checked against its manifest")
+                _add_origin_host(kind_parser)
             kind_parser.set_defaults(func=restore_command(source), check_paths=True)
     list_parser = add("list", cmd_list, check=False)
     list_parser.add_argument("--kind", choices=tuple(k for k, s in sources.items()
@@ -291,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     for origin in origins:
         list_parser.add_argument(f"--{origin}", dest=f"origin_{origin}", action="store_true",
                                  help=f"also what {origin} keeps, beside what is local")
+    if origins:
+        _add_origin_host(list_parser)
     prune = add("prune", cmd_prune, check=False)
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     add("notify-test", cmd_notify_test)

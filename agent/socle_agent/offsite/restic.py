@@ -222,9 +222,13 @@ class Restic:
         self.destination = destination
 
     @classmethod
-    def open(cls, settings: OffsiteSettings) -> Restic:
-        """restic with the node's destination; raises OffsiteNotSetUp without one."""
-        return cls(settings, read_destination(settings.environment_file))
+    def open(cls, settings: OffsiteSettings, host: str | None = None) -> Restic:
+        """restic with the node's destination; raises OffsiteNotSetUp without one.
+
+        `host` reads another host's snapshots (its `--host`) instead of the node's own.
+        """
+        destination = read_destination(settings.environment_file)
+        return cls(settings, replace(destination, host=host) if host else destination)
 
     @property
     def host(self) -> str:

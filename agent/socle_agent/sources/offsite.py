@@ -103,10 +103,11 @@ class OffsiteSource(Source):
         return ("offsite_copy",) if any(job.startswith(f"{kind}_") for kind in kinds) else ()
 
     def copies(self, context: JobContext, kind: str | None = None) -> list[RemoteBackup]:
-        """The node's backups off-site (of one kind), oldest first."""
+        """The node's backups off-site (of one kind), oldest first; another host's with the
+        context's `origin_host` option."""
         from socle_agent.sources import registry
 
-        restic = Restic.open(settings_of(context.config))
+        restic = Restic.open(settings_of(context.config), context.options.get("origin_host"))
         kinds = (kind,) if kind else backup_kinds()
         labels = {k: s.subject_label for k, s in registry().items()}
         found = []
@@ -122,7 +123,7 @@ class OffsiteSource(Source):
     def fetched(self, context: JobContext, kind: str, backup_id: str, report: Report
                 ) -> Iterator[Path]:
         """Fetch a backup from off-site, checked (see socle_agent.offsite.fetch)."""
-        restic = Restic.open(settings_of(context.config))
+        restic = Restic.open(settings_of(context.config), context.options.get("origin_host"))
         with fetched(context, restic, kind, backup_id, report) as folder:
             yield folder
 

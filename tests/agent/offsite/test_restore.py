@@ -3,6 +3,7 @@ then restored the usual way; on a node that lost every local backup."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from socle_agent.offsite.fetch import scratch_root
@@ -93,3 +94,31 @@ def test_k3s_is_restored_from_off_site(node: OffsiteNode) -> None:
     assert (node.server_dir / "tls" / "server-ca.key").read_bytes() == node.k3s_files[
         "tls/server-ca.key"]
     assert "kept aside (not deleted)" in restored.stdout
+
+
+def test_a_host_rebuilt_under_another_name_reads_the_lost_hosts_copies_when_asked(
+    node: OffsiteNode, pg: PgCluster
+) -> None:
+    assert node.agent("backup", "postgres").returncode == 0
+    [backup] = node.backups("postgres")
+    rebuilt = without_local_backups(node)
+    renamed_env = node.root / "renamed-offsite.env"
+    renamed_env.write_text(node.files.env_file.read_text().replace(
+        f"SOCLE_OFFSITE_HOST={node.host}\n", "SOCLE_OFFSITE_HOST=rebuilt-elsewhere\n"))
+    renamed_env.chmod(0o600)
+    rebuilt.write_text(rebuilt.read_text().replace(str(node.files.env_file), str(renamed_env)))
+
+    own = node.agent("list", "--offsite", "--json", config=rebuilt)
+    lost = node.agent("list", "--offsite", "--json", "--origin-host", node.host, config=rebuilt)
+    hostile = node.agent("list", "--offsite", "--origin-host", "a b;rm", config=rebuilt)
+    restored = node.agent("restore", "postgres", "--from", "offsite", "--origin-host", node.host,
+                          "--backup", backup.manifest.id, "--database", "shop_renamed",
+                          config=rebuilt)  # fmt: skip
+
+    assert own.returncode == 0 and json.loads(own.stdout) == [], own.stderr
+    [copy] = json.loads(lost.stdout)
+    assert (copy["id"], copy["where"], copy["folder"]) == (backup.manifest.id, ["offsite"], None)
+    assert hostile.returncode == 2 and "is not a plain host name" in hostile.stderr
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert table_digest(pg, "shop_renamed") == table_digest(pg, "shop")
+    pg.psql("drop database shop_renamed")
