@@ -4,6 +4,8 @@
 
 Each phase is also a deploy of its own (`pyinfra inventories/prod.py deploys/baseline.py`).
 A phase that fails stops the run on that host, naming the phase and what to look at.
+The off-site repository comes before the agent, so the agent's first start (which catches
+every scheduled job up) finds it.
 """
 
 from pyinfra import state
@@ -24,10 +26,10 @@ PHASES = (
           "`k3s kubectl -n monitoring get secrets,pods` on the node, and docs/gitops.md"),
     Phase("postgresql", "deploys/postgresql.py",
           "`k3s kubectl -n database get secrets,pods` on the node, and docs/postgresql.md"),
-    Phase("agent", "deploys/agent.py",
-          "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
     Phase("offsite", "deploys/offsite.py",
           "`sudo socle-offsite-restic snapshots` on the node, and docs/offsite.md"),
+    Phase("agent", "deploys/agent.py",
+          "`systemctl status socle-agent` and `journalctl -u socle-agent` on the node"),
 )  # fmt: skip
 
 PhaseRunner(state).include_all(PHASES)

@@ -32,8 +32,8 @@ from tests.hosts.probes import scan_tcp, tcp_answers, wait_until
 pytestmark = pytest.mark.host
 
 VPN_ADDRESS = "10.8.0.1"
-PHASES = ("baseline", "wireguard", "k3s", "argocd", "monitoring", "postgresql", "agent",
-          "offsite")  # fmt: skip
+PHASES = ("baseline", "wireguard", "k3s", "argocd", "monitoring", "postgresql", "offsite",
+          "agent")  # fmt: skip
 APPLICATIONS = {"socle-root", "argocd", "agent", "kube-prometheus-stack", "monitoring",
                 "postgresql", "postgres-exporter"}  # fmt: skip
 DATASTORE = "/var/lib/rancher/k3s/server/db/state.db"
@@ -69,9 +69,9 @@ def test_the_first_run_goes_through_every_phase_in_order_with_its_time(
                for line in lines if line.endswith("starting")]  # fmt: skip
     done = [line for line in lines if ": done in " in line]
     # every phase but the off-site one (no `offsite` in this host's data), in order
-    assert started == [f"{n} {name}" for n, name in enumerate(PHASES[:-1], 1)]
+    assert started == [f"{n} {name}" for n, name in enumerate(PHASES, 1) if name != "offsite"]
     assert len(done) == len(PHASES) - 1
-    assert lines[-1] == "==> phase 8/8 offsite: nothing to do on these hosts"
+    assert "==> phase 7/8 offsite: nothing to do on these hosts" in lines
     assert not [line for line in lines if "FAILED" in line]
     assert changed_operations(deployed.first_run.stdout)
 
