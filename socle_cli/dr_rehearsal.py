@@ -17,9 +17,18 @@ Each step's time and the total are reported against the recovery target, as Mark
 as evidence. Host A is only read: ``socle-agent list`` and ``tar -c`` run there, nothing
 else. B is refused when it is A.
 
+With ``--backups offsite``, A is not contacted at all (it may be gone): B is provisioned
+first, then B's agent lists the copies A sent to the off-site repository
+(``socle-agent list --offsite --origin-host A``), and restores fetch them from there
+(``restore ... --from offsite --origin-host A``), each checked against its manifest. B's
+inventory points its ``offsite`` table at A's repository; the copies B sends of its own
+carry B's name and are never chosen.
+
 Example::
 
     socle dr-rehearsal --from inventories/prod.py --to inventories/rehearsal.py
+    socle dr-rehearsal --from inventories/prod.py --to inventories/rehearsal.py \
+        --backups offsite
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ DATABASE_WAIT_S = 600
 # Exit codes of `socle-agent restore`: 1 failed (retried while the server comes up),
 # 3 refused before anything changed, 4 no such backup.
 RESTORE_FAILED = 1
+LOCAL, OFFSITE = "local", "offsite"
 
 
 class RehearsalError(Exception):
@@ -123,6 +133,7 @@ class Rehearsal:
     target: RemoteHost
     target_seconds: float = DEFAULT_TARGET_S
     log_dir: Path = Path("verify-reports")
+    backups: str = LOCAL
     echo: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
     steps: list[Step] = field(default_factory=list)
     chosen: list[dict[str, Any]] = field(default_factory=list)
@@ -130,14 +141,7 @@ class Rehearsal:
 
     def run(self) -> bool:
         """Run every step in order, stopping at the first that fails; True when all held."""
-        for name, action in (
-            ("newest backups on A", self.choose_backups),
-            ("B provisioned (deploys/all.py)", self.provision),
-            ("backups copied from A to B", self.copy_backups),
-            ("k3s datastore restored on B", self.restore_k3s),
-            ("databases restored on B", self.restore_databases),
-            ("socle verify on B", self.verify),
-        ):
+        for name, action in self.plan():
             step = Step(name)
             self.steps.append(step)
             self.echo(f"==> {name} ...")
@@ -153,6 +157,26 @@ class Rehearsal:
                 return False
         return self.total_seconds <= self.target_seconds
 
+    def plan(self) -> list[tuple[str, Callable[[], str]]]:
+        """The steps, in order, for where the backups come from."""
+        restores = [
+            ("k3s datastore restored on B", self.restore_k3s),
+            ("databases restored on B", self.restore_databases),
+            ("socle verify on B", self.verify),
+        ]
+        if self.backups == OFFSITE:
+            return [
+                ("B provisioned (deploys/all.py)", self.provision),
+                ("newest off-site copies of A", self.choose_offsite_copies),
+                *restores,
+            ]
+        return [
+            ("newest backups on A", self.choose_backups),
+            ("B provisioned (deploys/all.py)", self.provision),
+            ("backups copied from A to B", self.copy_backups),
+            *restores,
+        ]
+
     @property
     def total_seconds(self) -> float:
         return sum(step.seconds for step in self.steps)
@@ -162,14 +186,31 @@ class Rehearsal:
         listing = self.source.run(self.source.as_root("socle-agent", "list", "--json"))
         if listing.returncode != 0:
             raise RehearsalError(f"socle-agent list on A failed: {listing.stderr.strip()}")
-        newest: dict[tuple[str, str], dict[str, Any]] = {}
-        for backup in json.loads(listing.stdout):
-            key = (backup["kind"], backup["subject"])
-            if key not in newest or backup["finished"] > newest[key]["finished"]:
-                newest[key] = backup
-        if not newest:
+        self.chosen = _newest(json.loads(listing.stdout))
+        if not self.chosen:
             raise RehearsalError("A holds no backup: nothing to rehearse from")
-        self.chosen = sorted(newest.values(), key=lambda b: (b["kind"], b["subject"]))
+        return self._chosen_summary()
+
+    def choose_offsite_copies(self) -> str:
+        """The newest copy of each (kind, subject) that A sent off-site, listed from B."""
+        listing = self.target.run(self.target.as_root(
+            "socle-agent", "list", "--offsite", "--origin-host", self.source.name, "--json"),
+            timeout=600)  # fmt: skip
+        if listing.returncode != 0:
+            raise RehearsalError(
+                f"socle-agent list --offsite on B failed: {listing.stderr.strip()} (is B's "
+                "offsite table pointed at A's repository, and its credentials in SOPS?)"
+            )
+        copies = [b for b in json.loads(listing.stdout) if OFFSITE in b.get("where", ())]
+        self.chosen = _newest(copies)
+        if not self.chosen:
+            raise RehearsalError(
+                f"no copy of {self.source.name} off-site (B's repository holds none under "
+                "that host name): nothing to rehearse from"
+            )
+        return self._chosen_summary()
+
+    def _chosen_summary(self) -> str:
         return "; ".join(
             f"{b['kind']} {b['subject']}: {b['id']} ({_age(b['finished'])} old)"
             for b in self.chosen
@@ -237,7 +278,8 @@ class Rehearsal:
         if stopped.returncode != 0:
             raise RehearsalError(f"cannot stop k3s on B: {stopped.stderr.strip()}")
         restored = self.target.run(
-            self.target.as_root("socle-agent", "restore", "k3s", "--snapshot", snapshot),
+            self.target.as_root("socle-agent", "restore", "k3s", "--snapshot", snapshot,
+                                *self._origin()),
             timeout=1800,
         )
         started = self.target.run(self.target.as_root("systemctl", "start", "k3s"))
@@ -248,6 +290,12 @@ class Rehearsal:
         node = self._wait_node_ready()
         self._deploy("converge")
         return f"snapshot {snapshot} restored; node {node} Ready; B converged again"
+
+    def _origin(self) -> tuple[str, ...]:
+        """Where a restore on B fetches from: B's own catalogue, or A's copies off-site."""
+        if self.backups == OFFSITE:
+            return ("--from", OFFSITE, "--origin-host", self.source.name)
+        return ()
 
     def _wait_node_ready(self) -> str:
         hostname = self.target.run("hostname").stdout.strip()
@@ -277,7 +325,7 @@ class Rehearsal:
         for backup in (b for b in self.chosen if b["kind"] == "postgres"):
             command = self.target.as_root(
                 "socle-agent", "restore", "postgres", "--backup", backup["id"],
-                "--database", backup["subject"], "--replace", "--with-roles",
+                "--database", backup["subject"], "--replace", "--with-roles", *self._origin(),
             )  # fmt: skip
             deadline = time.monotonic() + DATABASE_WAIT_S
             while True:
@@ -312,6 +360,16 @@ class Rehearsal:
         return summary
 
 
+def _newest(backups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest backup of each (kind, subject), sorted by kind and subject."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for backup in backups:
+        key = (backup["kind"], backup["subject"])
+        if key not in newest or backup["finished"] > newest[key]["finished"]:
+            newest[key] = backup
+    return sorted(newest.values(), key=lambda b: (b["kind"], b["subject"]))
+
+
 def _ready(node: dict[str, Any] | None) -> bool:
     if node is None:
         return False
@@ -333,7 +391,9 @@ def render_report(rehearsal: Rehearsal, when: datetime, passed: bool) -> str:
         f"{when.strftime('%Y-%m-%d %H:%M:%S UTC')}",
         "",
         f"**{'PASSED' if passed else 'FAILED'}**: recovered in {total:.0f} s against a "
-        f"target of {rehearsal.target_seconds:.0f} s.",
+        f"target of {rehearsal.target_seconds:.0f} s, from "
+        + ("A's own disk." if rehearsal.backups == LOCAL else
+           "A's copies in the off-site repository (A not contacted)."),
         "",
         "| step | outcome | time | what it did |",
         "| --- | --- | --- | --- |",
@@ -363,6 +423,15 @@ def _host(inventory: Path, host_name: str | None, role: str) -> RemoteHost:
     if host_name not in hosts:
         raise InventoryLookupError(f"no host {host_name!r} in {inventory}")
     return RemoteHost(inventory, host_name, hosts[host_name])
+
+
+def check_offsite_target(target: RemoteHost) -> None:
+    """Refuse an off-site rehearsal onto a B whose inventory sets no off-site repository."""
+    if not target.data.get("offsite"):
+        raise RehearsalError(
+            f"--backups offsite: {target.name}'s inventory has no offsite table; point it at "
+            "A's repository (docs/offsite.md) so B can read A's copies"
+        )
 
 
 def check_distinct(source: RemoteHost, target: RemoteHost) -> None:
@@ -398,13 +467,15 @@ def _rehearsal_command(args: argparse.Namespace) -> int:
         source = _host(args.source_inventory, args.from_host, "from")
         target = _host(args.target_inventory, args.to_host, "to")
         check_distinct(source, target)
+        if args.backups == OFFSITE:
+            check_offsite_target(target)
     except (InventoryLookupError, PyinfraError, RehearsalError) as error:
         print(f"socle: {error}", file=sys.stderr)
         return 2
     if not _confirm(target, args.yes):
         return 2
     started = now_utc()
-    rehearsal = Rehearsal(source, target, args.target_seconds, args.report_dir)
+    rehearsal = Rehearsal(source, target, args.target_seconds, args.report_dir, args.backups)
     passed = rehearsal.run()
     report = render_report(rehearsal, started, passed)
     sys.stdout.write(report)
@@ -432,6 +503,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--to-host", help="host B, when that inventory has several")
     parser.add_argument("--target-seconds", type=float, default=DEFAULT_TARGET_S,
                         help="the recovery time target (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--backups", choices=(LOCAL, OFFSITE), default=LOCAL,
+                        help="A's own catalogue, read over SSH (default), or A's copies in "
+                             "the off-site repository, read by B (A not contacted)")  # fmt: skip
     parser.add_argument("--report-dir", type=Path, default=Path("verify-reports"))
     parser.add_argument("--yes", action="store_true", help="do not ask before replacing B")
     parser.set_defaults(handler=_rehearsal_command)

@@ -5,6 +5,10 @@ the other host tests); rows and a cluster object are written there before its la
 and snapshot. The rehearsal provisions B, streams A's newest backups to it, restores k3s's
 datastore and the database, and verifies B: the rows and the object read back on B, and
 each step's time is in the report. A is left as it was.
+
+Then A writes again, takes a backup and a snapshot that its agent sends off-site, and its
+SSH server is stopped: the off-site rehearsal (``--backups offsite``) rebuilds B from A's
+copies in the off-site repository, which B's agent lists and fetches itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tests.hosts.k3s_node import (
 pytestmark = pytest.mark.host
 
 MARKER = "written-on-a-" + secrets.token_hex(4)
+OFFSITE_MARKER = "sent-off-site-by-a-" + secrets.token_hex(4)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +93,34 @@ def test_the_same_host_is_refused_before_anything_happens(pair: Pair) -> None:
 
     assert done.returncode == 2
     assert "would replace the live data it restores from" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def rehearsed_from_offsite(pair: Pair, rehearsed: tuple[int, str]) -> tuple[int, str]:
+    """After the first rehearsal: A writes again, its copies go off-site, A's SSH is
+    stopped, and B is rebuilt from the off-site repository."""
+    psql(pair.a, f"INSERT INTO orders (customer, total) VALUES ('{OFFSITE_MARKER}', 7)")
+    apply(pair.a, config_map(OFFSITE_MARKER))
+    for job in ("backup postgres", "snapshot k3s", "copy offsite"):
+        pair.a.ssh(f"sudo socle-agent {job}")
+    pair.a.exec("systemctl stop ssh.socket ssh.service", check=False)
+    return pair.rehearse("--backups", "offsite", "--target-seconds", "1800").returncode, ""
+
+
+def test_the_offsite_rehearsal_rebuilds_b_from_as_copies_without_reaching_a(
+    pair: Pair, rehearsed_from_offsite: tuple[int, str]
+) -> None:
+    code, _ = rehearsed_from_offsite
+    [report] = [p.read_text() for p in sorted((pair.workdir / "reports").glob(
+        f"verify-dr-{pair.a.name}-to-{pair.b.name}-*.md"))[-1:]]  # fmt: skip
+
+    assert code == 0, report
+    assert "A's copies in the off-site repository (A not contacted)" in report
+    for step in ("B provisioned", "newest off-site copies of A", "k3s datastore restored on B",
+                 "databases restored on B", "socle verify on B"):
+        assert f"| {step}" in report and "FAILED" not in report
+    assert pair.a.exec("systemctl is-active ssh.service", check=False).stdout.strip() != "active"
+    assert psql(pair.b, f"SELECT total FROM orders WHERE customer = '{OFFSITE_MARKER}'") == "7.00"
+    names = [i["metadata"]["name"] for i in kubectl_json(pair.b, "get", "configmaps",
+                                                           "-n", "default")["items"]]  # fmt: skip
+    assert OFFSITE_MARKER in names
