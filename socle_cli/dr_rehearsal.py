@@ -11,7 +11,10 @@ The recovery procedure (docs/runbooks/disaster-recovery.md), run end to end and 
    credentials follow the restored datastore);
 5. each database restored on B (``socle-agent restore postgres --replace --with-roles``:
    into a new database, checked against the backup's manifest, then swapped in);
-6. ``socle verify`` on B.
+6. B's own first backups and drills of what was restored (and its off-site copy and
+   drill when B has an off-site repository), so that B is protected again and its
+   verify has fresh evidence;
+7. ``socle verify`` on B.
 
 Each step's time and the total are reported against the recovery target, as Markdown kept
 as evidence. Host A is only read: ``socle-agent list`` and ``tar -c`` run there, nothing
@@ -162,6 +165,7 @@ class Rehearsal:
         restores = [
             ("k3s datastore restored on B", self.restore_k3s),
             ("databases restored on B", self.restore_databases),
+            ("B's own backups and drills", self.protect_target),
             ("socle verify on B", self.verify),
         ]
         if self.backups == OFFSITE:
@@ -340,6 +344,24 @@ class Rehearsal:
                 )
             restored.append(f"{backup['subject']} from {backup['id']}")
         return ", ".join(restored) or "no database backup on A"
+
+    def protect_target(self) -> str:
+        """B's first backups of what was restored, drilled; copied and drilled off-site."""
+        kinds = {b["kind"] for b in self.chosen}
+        jobs = [job for kind, job in (("postgres", ("backup", "postgres")),
+                                      ("k3s", ("snapshot", "k3s")),
+                                      ("postgres", ("drill", "postgres")),
+                                      ("k3s", ("drill", "k3s"))) if kind in kinds]  # fmt: skip
+        if self.target.data.get("offsite"):
+            jobs += [("copy", "offsite"), ("drill", "offsite")]
+        for job in jobs:
+            done = self.target.run(self.target.as_root("socle-agent", *job), timeout=3600)
+            if done.returncode != 0:
+                raise RehearsalError(
+                    f"socle-agent {' '.join(job)} failed on B (exit {done.returncode}): "
+                    f"{done.stderr.strip()[-500:]}"
+                )
+        return ", ".join(" ".join(job) for job in jobs)
 
     def verify(self) -> str:
         """``socle verify`` on B; the step fails on any No-Go."""

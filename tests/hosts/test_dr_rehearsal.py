@@ -65,7 +65,8 @@ def test_the_rehearsal_passes_within_its_target_and_times_each_step(
     assert code == 0, report
     assert "**PASSED**: recovered in" in report
     for step in ("newest backups on A", "B provisioned", "backups copied from A to B",
-                 "k3s datastore restored on B", "databases restored on B", "socle verify on B"):
+                 "k3s datastore restored on B", "databases restored on B",
+                 "B's own backups and drills", "socle verify on B"):
         assert f"| {step}" in report and "FAILED" not in report
     assert "## socle verify on dr-b" in report
 
@@ -117,7 +118,7 @@ def test_the_offsite_rehearsal_rebuilds_b_from_as_copies_without_reaching_a(
     assert code == 0, report
     assert "A's copies in the off-site repository (A not contacted)" in report
     for step in ("B provisioned", "newest off-site copies of A", "k3s datastore restored on B",
-                 "databases restored on B", "socle verify on B"):
+                 "databases restored on B", "B's own backups and drills", "socle verify on B"):
         assert f"| {step}" in report and "FAILED" not in report
     assert pair.a.exec("systemctl is-active ssh.service", check=False).stdout.strip() != "active"
     assert psql(pair.b, f"SELECT total FROM orders WHERE customer = '{OFFSITE_MARKER}'") == "7.00"

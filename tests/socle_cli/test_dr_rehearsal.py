@@ -80,7 +80,8 @@ def test_an_offsite_rehearsal_never_contacts_a_and_restores_as_copies(
     assert a.commands == []
     assert [s.name for s in rehearsal.steps] == [
         "B provisioned (deploys/all.py)", "newest off-site copies of A",
-        "k3s datastore restored on B", "databases restored on B", "socle verify on B"]
+        "k3s datastore restored on B", "databases restored on B", "B's own backups and drills",
+        "socle verify on B"]
     assert "list --offsite --origin-host vps-a --json" in b.commands[0]
     restores = [c for c in b.commands if "restore" in c]
     assert restores == [
@@ -88,6 +89,10 @@ def test_an_offsite_rehearsal_never_contacts_a_and_restores_as_copies(
         "socle-agent restore postgres --backup postgres-app-new --database app --replace "
         "--with-roles --from offsite --origin-host vps-a",
     ]
+    assert [c for c in b.commands if c.startswith("socle-agent") and "restore" not in c
+            and "list" not in c] == [
+        "socle-agent backup postgres", "socle-agent snapshot k3s", "socle-agent drill postgres",
+        "socle-agent drill k3s", "socle-agent copy offsite", "socle-agent drill offsite"]
     report = render_report(rehearsal, datetime(2026, 1, 1, tzinfo=UTC), True)
     assert "A's copies in the off-site repository (A not contacted)" in report
 
