@@ -60,7 +60,10 @@ CONF
         log "starting podman's Docker-compatible API on $sock"
         mkdir -p /run/podman
         rm -f "$sock"
-        nohup podman system service --time=0 "unix://$sock" >/var/log/podman-service.log 2>&1 &
+        # from /: the service (and every container monitor it starts) keeps its working
+        # folder, and a checkout removed later would break each container start after it
+        (cd / && exec nohup podman system service --time=0 "unix://$sock" \
+            >/var/log/podman-service.log 2>&1) &
         for _ in $(seq 1 50); do
             curl -sf --unix-socket "$sock" http://d/_ping >/dev/null 2>&1 && break
             sleep 0.2
