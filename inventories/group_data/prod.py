@@ -144,8 +144,23 @@ agent_settings = {
         "secrets_file": "/etc/socle/mail-secrets.toml",
     },
 }
-# Off-site copies (docs/offsite.md): once the host has an `offsite` table (deploys/
-# offsite.py), the agent sends every backup there after it is taken; add its jobs:
+# Off-site copies (docs/offsite.md): the repository on another machine, which this node
+# can add to but not delete from. One destination; its secrets in SOPS (offsite_restic_
+# password, and offsite_rest_password, offsite_ssh_private_key or the S3 keys).
+# offsite = {
+#     "destination": "rest",                      # rest, sftp or s3
+#     "rest": {"url": "https://backup.example.net:8000/vps1/", "user": "vps1"},
+#     # "sftp": {"host": "backup.example.net", "user": "socle-vps1",
+#     #          "host_key": "ssh-ed25519 AAAA..."},
+#     # "s3": {"endpoint": "https://s3.gra.io.cloud.ovh.net", "bucket": "socle-backups",
+#     #        "prefix": "vps1", "region": "gra"},
+#     "sops_file": "secrets/prod.sops.yaml",
+#     "limit_upload_kib": 0,                      # restic --limit-upload, 0: no limit
+#     # `socle offsite prune`, from your machine with full rights:
+#     "operator": {"repository": "sftp:socle-vps1@backup.example.net:/srv/socle-restic/vps1"},
+# }
+# Once the host has an `offsite` table (deploys/offsite.py), the agent sends every backup
+# there after it is taken; add its jobs:
 # agent_settings["offsite"] = {"check_read_data_percent": 5}
 # agent_settings["schedule"] |= {
 #     "offsite_copy": "every 6 hours",                # catches up what a copy missed
