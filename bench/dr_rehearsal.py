@@ -30,11 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="socle-bench-dr-"))
     with Harness() as harness, rehearsal_pair(harness, work, prefix="bench-dr") as pair:
-        jobs = ["backup postgres", "snapshot k3s"]
-        if args.backups == "offsite":
-            jobs.append("copy offsite")
-        for job in jobs:
-            pair.a.ssh(f"sudo socle-agent {job}")
+        pair.back_up_a(offsite=args.backups == "offsite")
         started = time.monotonic()
         done = pair.rehearse("--backups", args.backups)
         wall = time.monotonic() - started

@@ -48,6 +48,12 @@ class Pair:
     hosts_file: Path
     workdir: Path
 
+    def back_up_a(self, *, offsite: bool = False) -> None:
+        """A's backup and snapshot, as its agent takes them; sent off-site too if asked."""
+        jobs = ["backup postgres", "snapshot k3s"] + (["copy offsite"] if offsite else [])
+        for job in jobs:
+            self.a.ssh(f"sudo socle-agent {job}")
+
     def rehearse(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `socle dr-rehearsal` from A to B, as an operator would."""
         return socle_command(
